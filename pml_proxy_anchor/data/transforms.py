@@ -1,0 +1,102 @@
+"""Image transforms of the Proxy-Anchor paper (SPEC.md section 2), one builder per backbone.
+
+Geometry (every backbone but ``small_cnn``):
+
+- train: ``RandomResizedCrop(crop_size)`` + ``RandomHorizontalFlip()``;
+- test: ``Resize(resize_size)`` + ``CenterCrop(crop_size)``, with ``crop_size=224, resize_size=256``
+  (the 256-crop variant used for comparison with HORDE: ``crop_size=256``, the resize then defaults
+  to ``round(256 * 256 / 224) = 293``, the same ratio).
+
+Pixels:
+
+- ``bn_inception``: BGR order, range 0..255, minus the mean (104, 117, 128) (B, G, R), std 1:
+  ``out[c] = 255 * rgb[2 - c] - mean[c]``;
+- ``resnet50``: RGB in 0..1, normalised with the ImageNet mean (0.485, 0.456, 0.406) and std
+  (0.229, 0.224, 0.225);
+- ``small_cnn``: one grayscale channel in 0..1, resized to ``image_size`` (default 28), normalised
+  with mean 0.5 and std 0.5, no augmentation (the small CPU backbone used for tests and Omniglot).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torchvision import transforms as T
+
+BN_INCEPTION_MEAN_BGR = (104.0, 117.0, 128.0)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+BACKBONES = ("bn_inception", "resnet50", "small_cnn")
+
+
+class RGBToBGR255:
+    """``(3, H, W)`` RGB in 0..1 -> BGR in 0..255 (the input convention of BN-Inception)."""
+
+    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.ndim != 3 or tensor.shape[0] != 3:
+            raise ValueError(f"expected an RGB tensor (3, H, W), got shape {tuple(tensor.shape)}")
+        return tensor.flip(0) * 255.0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _geometry(train: bool, crop_size: int, resize_size: int | None) -> list[Callable[..., Any]]:
+    if train:
+        return [T.RandomResizedCrop(crop_size), T.RandomHorizontalFlip()]
+    if resize_size is None:
+        resize_size = 256 if crop_size == 224 else round(crop_size * 256 / 224)
+    return [T.Resize(resize_size), T.CenterCrop(crop_size)]
+
+
+def build_transform(
+    backbone: str,
+    train: bool,
+    *,
+    crop_size: int = 224,
+    resize_size: int | None = None,
+    image_size: int = 28,
+) -> T.Compose:
+    """The transform for ``backbone`` (``"bn_inception"``, ``"resnet50"`` or ``"small_cnn"``).
+
+    Args:
+        backbone: the backbone the images are fed to.
+        train: the training transform (random crop and flip) or the test one (resize, centre crop).
+        crop_size: the side of the crop (224; 256 for the HORDE-comparison variant).
+        resize_size: the test-time resize before the centre crop (256 for a 224 crop by default).
+        image_size: the side of the square images of ``small_cnn``.
+
+    Returns:
+        A ``torchvision.transforms.Compose`` mapping a PIL image to a float32 ``(C, H, W)`` tensor.
+    """
+    if backbone == "bn_inception":
+        return T.Compose(
+            [
+                *_geometry(train, crop_size, resize_size),
+                T.ToTensor(),
+                RGBToBGR255(),
+                T.Normalize(mean=BN_INCEPTION_MEAN_BGR, std=(1.0, 1.0, 1.0)),
+            ]
+        )
+    if backbone == "resnet50":
+        return T.Compose(
+            [
+                *_geometry(train, crop_size, resize_size),
+                T.ToTensor(),
+                T.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD),
+            ]
+        )
+    if backbone == "small_cnn":
+        return T.Compose(
+            [
+                T.Grayscale(num_output_channels=1),
+                T.Resize((image_size, image_size)),
+                T.ToTensor(),
+                T.Normalize(mean=(0.5,), std=(0.5,)),
+            ]
+        )
+    raise ValueError(
+        f"unknown backbone {backbone!r} for the image transform; expected one of {list(BACKBONES)}."
+    )
