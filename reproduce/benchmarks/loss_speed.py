@@ -1,0 +1,336 @@
+"""Speed and memory of the Proxy-Anchor loss, side by side in one process.
+
+Contenders, each timed as one forward + backward on the same inputs (median of several repeats
+after warm-up):
+
+- ``ours``: ``pml_proxy_anchor.losses.ProxyAnchorLoss`` (fused, class-chunked kernel);
+- ``pml``: pytorch-metric-learning's built-in ``ProxyAnchorLoss``;
+- ``naive``: the paper's exp formulation written directly (as in the authors' code), dense B x C;
+- ``gemm``: the "GEMM bound", the three matrix products any implementation must do
+  (S = X P^T, G P, G^T X) and nothing else.
+
+Peak extra memory: on CPU each contender runs once more in a fresh child process, whose
+high-water mark (``VmHWM``, reset through ``/proc/self/clear_refs``) is compared with its RSS
+just before the call; on CUDA ``torch.cuda.max_memory_allocated`` over the allocation before the
+call. A contender whose memory, extrapolated linearly in C from its previous shape, would exceed
+``--mem-limit-gb`` is not run: its estimate is reported instead (the machine is shared).
+
+    python reproduce/benchmarks/loss_speed.py [--device cpu|cuda] [--quick] [--shapes sop,large]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import multiprocessing as mp
+import os
+import re
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from pytorch_metric_learning import losses as pml_losses
+from tqdm import tqdm
+
+from pml_proxy_anchor.losses import ProxyAnchorLoss
+
+SHAPES: dict[str, tuple[int, int, int]] = {
+    "cub": (180, 100, 512),
+    "sop": (180, 11318, 512),
+    "large": (1024, 100_000, 512),
+    "huge": (1024, 1_000_000, 512),
+}
+QUICK_SHAPES: dict[str, tuple[int, int, int]] = {
+    "tiny": (32, 50, 16),
+    "small": (64, 2000, 32),
+}
+CONTENDERS = ("ours", "pml", "naive", "gemm")
+ONLY_OURS = {"huge"}  # the others are estimated there
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "loss_speed.json"
+
+
+# ---------------------------------------------------------------- contenders
+def naive_paper_loss(
+    x: torch.Tensor, proxies: torch.Tensor, labels: torch.Tensor, alpha: float, mrg: float
+) -> torch.Tensor:
+    """The paper's exp formulation, dense, as in the authors' reference code."""
+    cos = torch.nn.functional.normalize(x) @ torch.nn.functional.normalize(proxies).T
+    num_classes = proxies.shape[0]
+    p_one_hot = torch.nn.functional.one_hot(labels, num_classes).float()
+    n_one_hot = 1 - p_one_hot
+    pos_exp = torch.exp(-alpha * (cos - mrg))
+    neg_exp = torch.exp(alpha * (cos + mrg))
+    with_pos = torch.nonzero(p_one_hot.sum(dim=0) != 0).squeeze(1)
+    p_sim_sum = torch.where(p_one_hot == 1, pos_exp, torch.zeros_like(pos_exp)).sum(dim=0)
+    n_sim_sum = torch.where(n_one_hot == 1, neg_exp, torch.zeros_like(neg_exp)).sum(dim=0)
+    pos_term = torch.log(1 + p_sim_sum).sum() / len(with_pos)
+    neg_term = torch.log(1 + n_sim_sum).sum() / num_classes
+    return pos_term + neg_term
+
+
+def make_inputs(shape: tuple[int, int, int], device: str, seed: int = 0) -> dict[str, Any]:
+    b, c, d = shape
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    x = torch.randn(b, d, generator=g).to(device).requires_grad_(True)
+    labels = torch.randint(0, c, (b,), generator=g).to(device)
+    return {"x": x, "labels": labels, "shape": shape}
+
+
+def make_contender(name: str, inputs: dict[str, Any], device: str) -> Callable[[], None]:
+    """A closure running one forward + backward (gradients are dropped afterwards)."""
+    b, c, d = inputs["shape"]
+    x, labels = inputs["x"], inputs["labels"]
+    if name in ("ours", "pml"):
+        cls = ProxyAnchorLoss if name == "ours" else pml_losses.ProxyAnchorLoss
+        loss_fn = cls(c, d).to(device)
+
+        def run() -> None:
+            loss_fn(x, labels).backward()
+            x.grad = None
+            loss_fn.proxies.grad = None
+
+        return run
+    proxies = torch.nn.Parameter(torch.randn(c, d, device=device))
+    if name == "naive":
+
+        def run() -> None:
+            naive_paper_loss(x, proxies, labels, 32.0, 0.1).backward()
+            x.grad = None
+            proxies.grad = None
+
+        return run
+    if name == "gemm":
+        xd, pd = x.detach(), proxies.detach()
+
+        def run() -> None:
+            s = xd @ pd.T
+            grad_x = s @ pd  # noqa: F841 - the products are the point
+            grad_p = s.T @ xd  # noqa: F841
+
+        return run
+    raise ValueError(f"unknown contender {name!r}; expected one of {CONTENDERS}")
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_it(run: Callable[[], None], device: str, warmup: int, repeats: int) -> list[float]:
+    for _ in range(warmup):
+        run()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+# ---------------------------------------------------------------- memory
+def _status_kb(key: str) -> int:
+    with open("/proc/self/status") as fh:
+        match = re.search(rf"^{key}:\s+(\d+) kB", fh.read(), re.M)
+    return int(match.group(1)) if match else -1
+
+
+def _trim() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+
+
+def _memory_child(name: str, shape: tuple[int, int, int], queue: Any) -> None:
+    try:
+        inputs = make_inputs(shape, "cpu")
+        run = make_contender(name, inputs, "cpu")
+        run()  # one-time costs (lazy initialisation, thread pools) are not the loss' memory
+        _trim()
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")  # reset VmHWM to the current RSS
+            before, method = _status_kb("VmRSS"), "VmHWM"
+        except OSError:
+            before, method = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "ru_maxrss"
+        run()
+        peak = _status_kb("VmHWM") if method == "VmHWM" else None
+        if peak is None:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        queue.put({"peak_extra_mb": (peak - before) / 1024, "method": method})
+    except Exception as err:  # noqa: BLE001 - reported, not raised, from the child
+        queue.put({"error": f"{type(err).__name__}: {err}"})
+
+
+def peak_extra_memory(name: str, shape: tuple[int, int, int], device: str) -> dict[str, Any]:
+    if device == "cuda":
+        inputs = make_inputs(shape, device)
+        run = make_contender(name, inputs, device)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        run()
+        torch.cuda.synchronize()
+        extra = (torch.cuda.max_memory_allocated() - before) / 2**20
+        return {"peak_extra_mb": extra, "method": "cuda.max_memory_allocated"}
+    # "spawn": a forked child of a process that already ran OpenMP regions can deadlock.
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_memory_child, args=(name, shape, queue))
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0 and queue.empty():
+        return {"error": f"child exited with code {proc.exitcode} (killed: out of memory?)"}
+    return queue.get()
+
+
+# ---------------------------------------------------------------- driver
+def bytes_per_elem(entry: dict[str, Any]) -> float | None:
+    mem = entry.get("peak_extra_mb")
+    if mem is None:
+        return None
+    b, c, _ = entry["shape"]
+    return mem * 2**20 / (b * c)
+
+
+def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    shapes = QUICK_SHAPES if args.quick else SHAPES
+    if args.shapes:
+        table = {**SHAPES, **QUICK_SHAPES}
+        unknown = [s for s in args.shapes.split(",") if s not in table]
+        if unknown:
+            raise SystemExit(f"unknown shapes {unknown}; expected some of {sorted(table)}")
+        shapes = {s: table[s] for s in args.shapes.split(",")}
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda requested but torch.cuda.is_available() is False")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    limit_mb = args.mem_limit_gb * 1024
+    results: dict[str, Any] = {
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cpu": _cpu_name(),
+        "results": [],
+    }
+    last_bpe: dict[str, float] = {}
+    jobs = [(s, n) for s in shapes for n in CONTENDERS]
+    for shape_name, name in tqdm(jobs, desc="loss_speed", unit="run"):
+        shape = shapes[shape_name]
+        b, c, d = shape
+        entry: dict[str, Any] = {"shape_name": shape_name, "shape": shape, "contender": name}
+        estimate = last_bpe.get(name, 0.0) * b * c / 2**20
+        if name == "gemm":  # S, G P and G^T X need at least B*C*4 bytes
+            estimate = max(estimate, b * c * 4 / 2**20)
+        skip = (shape_name in ONLY_OURS and name != "ours" and name != "gemm") or (
+            estimate > limit_mb
+        )
+        if skip:
+            entry["skipped"] = True
+            entry["estimated_peak_extra_mb"] = estimate if estimate else None
+            results["results"].append(entry)
+            continue
+        heavy = b * c >= 10**8
+        warmup = 0 if heavy else args.warmup
+        repeats = 2 if b * c >= 5 * 10**8 else (3 if heavy else args.repeats)
+        inputs = make_inputs(shape, args.device)
+        run = make_contender(name, inputs, args.device)
+        times = time_it(run, args.device, warmup, repeats)
+        del run, inputs
+        _trim()
+        entry.update({"median_s": statistics.median(times), "times_s": times})
+        entry.update(peak_extra_memory(name, shape, args.device))
+        bpe = bytes_per_elem(entry)
+        if bpe is not None:
+            last_bpe[name] = bpe
+        results["results"].append(entry)
+    return results
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            match = re.search(r"model name\s*:\s*(.*)", fh.read())
+        return f"{match.group(1).strip() if match else 'unknown'} x{os.cpu_count()}"
+    except OSError:
+        return "unknown"
+
+
+def format_table(results: dict[str, Any]) -> str:
+    rows = results["results"]
+    by = {(r["shape_name"], r["contender"]): r for r in rows}
+    head = (
+        "| shape (B, C, D) | contender | median fwd+bwd | vs GEMM bound | PML / this "
+        "| peak extra memory | memory vs PML |\n|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for r in rows:
+        key = r["shape_name"]
+        gemm, pml = by.get((key, "gemm"), {}), by.get((key, "pml"), {})
+        shape = f"{key} {tuple(r['shape'])}"
+        if r.get("skipped"):
+            est = r.get("estimated_peak_extra_mb")
+            est_s = f"~{est / 1024:.1f} GB (estimated, not run)" if est else "not run"
+            lines.append(f"| {shape} | {r['contender']} | not run | | | {est_s} | |")
+            continue
+        t = r["median_s"]
+        vs_gemm = f"{t / gemm['median_s']:.2f}x" if "median_s" in gemm else ""
+        speedup = f"{pml['median_s'] / t:.2f}x" if "median_s" in pml else ""
+        mem = r.get("peak_extra_mb")
+        mem_s = _fmt_mb(mem) if mem is not None else r.get("error", "")
+        pml_mem = pml.get("peak_extra_mb") or pml.get("estimated_peak_extra_mb")
+        mem_ratio = f"{mem / pml_mem:.2f}" if mem is not None and pml_mem else ""
+        if pml_mem and "peak_extra_mb" not in pml:
+            mem_ratio += " (vs estimate)"
+        lines.append(
+            f"| {shape} | {r['contender']} | {_fmt_s(t)} | {vs_gemm} | {speedup} | {mem_s} "
+            f"| {mem_ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def _fmt_s(t: float) -> str:
+    return f"{t * 1e3:.1f} ms" if t < 1 else f"{t:.2f} s"
+
+
+def _fmt_mb(mb: float) -> str:
+    return f"{mb:.0f} MB" if mb < 1024 else f"{mb / 1024:.2f} GB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, for a smoke test")
+    parser.add_argument("--shapes", default="", help=f"comma list of {sorted(SHAPES)}")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results path")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--mem-limit-gb", type=float, default=12.0, help="do not run what would need more"
+    )
+    args = parser.parse_args(argv)
+    results = run_benchmark(args)
+    table = format_table(results)
+    results["table_markdown"] = table
+    print(
+        f"\ndevice {results['device']} ({results['cpu']}), torch {results['torch']}, "
+        f"{results['threads']} threads, float32\n"
+    )
+    print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
