@@ -1,0 +1,95 @@
+"""Atomic checkpoints: the full training state every epoch, the best model by Recall@1.
+
+``checkpoints/last.pt`` (rewritten at the end of every epoch) holds everything ``--resume`` needs:
+the models (trunk, embedder), the loss state (the proxies), optimizers, lr schedulers, the epoch,
+the RNG states of python/numpy/torch, the per-epoch history and the best epoch so far.
+``checkpoints/best.pt`` holds the model and loss weights of the epoch with the best Recall@1.
+Files are written to a temporary file in the same folder, flushed to disk and moved into place
+with ``os.replace``, so a run killed at any moment leaves either the old or the new file, never a
+torn one. All content is tensors and plain python types: the files load with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pml_proxy_anchor.training.errors import CheckpointNotFoundError
+
+FORMAT_VERSION = 1
+LAST = "last.pt"
+BEST = "best.pt"
+
+
+def save_atomic(obj: Mapping[str, Any], path: str | Path) -> Path:
+    """``torch.save`` to ``path`` through a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(dict(obj), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def state_dicts(objects: Mapping[str, Any]) -> dict[str, Any]:
+    """``{name: obj.state_dict()}`` for a dict of modules / optimizers / schedulers."""
+    return {name: obj.state_dict() for name, obj in objects.items()}
+
+
+def load_state_dicts(objects: Mapping[str, Any], states: Mapping[str, Any], what: str) -> None:
+    """Load ``states`` into ``objects`` by name; both must have the same names."""
+    if set(objects) != set(states):
+        raise ValueError(
+            f"the checkpoint's {what} are {sorted(states)}, the run has {sorted(objects)}; "
+            "the checkpoint was written by a different config. Fix: resume with the run's own "
+            "config.yaml, or start a new run."
+        )
+    for name, obj in objects.items():
+        obj.load_state_dict(states[name])
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_atomic`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointNotFoundError(
+            f"checkpoint {path} does not exist. Expected a run directory written by "
+            "`pml-proxy-anchor train` (with checkpoints/last.pt and checkpoints/best.pt). "
+            "Fix: point to the run directory or to one of those files."
+        )
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} is not a pml-proxy-anchor checkpoint of format {FORMAT_VERSION}; expected "
+            "a file written by `pml-proxy-anchor train`."
+        )
+    return state
+
+
+def find_checkpoint(path: str | Path, which: str = "best") -> Path:
+    """A checkpoint file from a run directory (``which`` = "best" or "last") or a file path."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if which not in ("best", "last"):
+        raise ValueError(f"which={which!r}: expected 'best' or 'last'.")
+    candidate = path / "checkpoints" / (BEST if which == "best" else LAST)
+    if not candidate.is_file():
+        raise CheckpointNotFoundError(
+            f"no checkpoint at {candidate}. Expected a run directory written by "
+            "`pml-proxy-anchor train` (config.yaml, checkpoints/last.pt, checkpoints/best.pt) or "
+            "a checkpoint file. Fix: check the path, or finish the run (--resume) first."
+        )
+    return candidate

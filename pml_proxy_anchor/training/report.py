@@ -1,0 +1,137 @@
+"""``results.json`` and ``results.md`` of a run: our Recall@K beside the paper's.
+
+``results.json``: ``status`` (running | stopped | finished | failed), ``dataset``, ``backbone``,
+``epochs`` (planned), ``epochs_completed``, ``final`` and ``best`` (epoch and metrics, Recall@K as
+fractions in 0..1), ``history`` (one record per epoch: loss, lr, seconds, metrics),
+``evaluation`` (written by ``pml-proxy-anchor eval``), ``reference`` (the paper's numbers, %).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pml_proxy_anchor.training.paper_numbers import is_confirmed, reference_numbers
+
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+_RECALL = re.compile(r"^recall_at_(\d+)$")
+
+
+def recall_keys(metrics: Mapping[str, Any]) -> list[str]:
+    """The ``recall_at_K`` keys of ``metrics`` sorted by K."""
+    keys = [k for k in metrics if _RECALL.match(k)]
+    return sorted(keys, key=lambda k: int(_RECALL.match(k).group(1)))  # type: ignore[union-attr]
+
+
+def write_json_atomic(obj: Any, path: str | Path) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_results(run_dir: str | Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / RESULTS_JSON
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def write_results(run_dir: str | Path, results: Mapping[str, Any]) -> None:
+    """Write ``results.json`` and ``results.md`` (both replaced atomically)."""
+    run_dir = Path(run_dir)
+    full = dict(results)
+    full["reference"] = reference_numbers(str(full.get("dataset")), str(full.get("backbone")))
+    write_json_atomic(full, run_dir / RESULTS_JSON)
+    tmp = run_dir / f".{RESULTS_MD}.tmp-{os.getpid()}"
+    tmp.write_text(render_markdown(full))
+    os.replace(tmp, run_dir / RESULTS_MD)
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{100.0 * float(value):.1f}"
+
+
+def render_markdown(results: Mapping[str, Any]) -> str:
+    """A human-readable summary: Recall@K table (ours vs. the paper), then the per-epoch history."""
+    dataset, backbone = results.get("dataset"), results.get("backbone")
+    lines = [
+        f"# Results: {dataset}, {backbone}",
+        "",
+        f"Status: **{results.get('status')}**, {results.get('epochs_completed')} of "
+        f"{results.get('epochs')} epochs. Run directory: `{results.get('run_dir')}`.",
+        "",
+    ]
+    columns: list[tuple[str, Mapping[str, Any], bool]] = []
+    if results.get("evaluation"):
+        ev = results["evaluation"]
+        columns.append(
+            (
+                f"ours, eval of {ev.get('checkpoint')} (epoch {ev.get('epoch')})",
+                ev.get("metrics", {}),
+                True,
+            )
+        )
+    for name in ("best", "final"):
+        entry = results.get(name)
+        if entry:
+            columns.append(
+                (f"ours, {name} (epoch {entry.get('epoch')})", entry.get("metrics", {}), True)
+            )
+    reference = results.get("reference") or reference_numbers(str(dataset), str(backbone))
+    labels = {"paper": "paper", "authors": "authors' released models"}
+    for source, numbers in reference.items():
+        columns.append((labels.get(source, source), numbers, False))
+    keys: list[str] = []
+    for _, metrics, _ in columns:
+        keys += [k for k in recall_keys(metrics) if k not in keys]
+    keys = sorted(keys, key=lambda k: int(_RECALL.match(k).group(1)))  # type: ignore[union-attr]
+    if keys:
+        lines += ["Recall@K (%):", ""]
+        lines.append("| | " + " | ".join(f"R@{k.rsplit('_', 1)[1]}" for k in keys) + " |")
+        lines.append("|---|" + "---|" * len(keys))
+        for label, metrics, ours in columns:
+            cells = []
+            for key in keys:
+                value = metrics.get(key)
+                if ours:
+                    cells.append(_pct(value))
+                elif value is None:
+                    cells.append("-")
+                else:
+                    k = int(key.rsplit("_", 1)[1])
+                    star = "" if is_confirmed(str(dataset), str(backbone), "paper", k) else "*"
+                    cells.append(f"{value:.1f}{star if label == 'paper' else ''}")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        if reference:
+            lines += [
+                "",
+                "Paper: Kim et al., CVPR 2020 (embedding 512); * = not confirmed against a copy "
+                "of the paper table.",
+            ]
+    history = results.get("history") or []
+    if history:
+        hkeys = recall_keys(history[-1])
+        lines += ["", "## Per epoch", ""]
+        lines.append(
+            "| epoch | loss | lr | seconds | "
+            + " | ".join(f"R@{k.rsplit('_', 1)[1]}" for k in hkeys)
+            + " |"
+        )
+        lines.append("|---|---|---|---|" + "---|" * len(hkeys))
+        for rec in history:
+            cells = [_pct(rec.get(k)) for k in hkeys]
+            lines.append(
+                f"| {rec['epoch']} | {rec.get('loss', float('nan')):.4f} | "
+                f"{rec.get('lr', float('nan')):.2e} | {rec.get('seconds', 0.0):.1f} | "
+                + " | ".join(cells)
+                + " |"
+            )
+    if results.get("error"):
+        lines += ["", f"Error: {results['error']}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Reproduce Proxy-Anchor on Stanford-Online-Products (SPEC.md section 2 recipe, 60 epochs, embedding 512).
+# Usage: reproduce/sop.sh DATA_ROOT WEIGHTS [RUN_DIR] [key=value overrides...]
+#   DATA_ROOT  the data set folder (layout: reproduce/DATASETS.md)
+#   WEIGHTS    bn_inception-52deb4733.pth
+# Re-running continues an interrupted run; results: RUN_DIR/results.md and results.json.
+set -euo pipefail
+BACKBONE=${BACKBONE:-bninception}
+exec "$(dirname "$0")/_run.sh" sop "sop_${BACKBONE}.yaml" "$@"

@@ -1,0 +1,120 @@
+"""The command line end to end on fixture data: train, resume, eval, embed, report, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pml_proxy_anchor.cli import main
+from pml_proxy_anchor.data import CUB200
+from tests.training.fixture_run import make_data
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _train_args(data: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [
+        "train",
+        str(CONFIGS / "cub200_bninception.yaml"),
+        "model.backbone=small_cnn",
+        "+model.channels=8",
+        "+model.blocks=2",
+        "model.embedding_size=16",
+        f"data.root={data}",
+        "+data.image_size=32",
+        "train.epochs=2",
+        "train.batch_size=8",
+        "train.num_workers=0",
+        "train.device=cpu",
+        "scheduler.step=1",
+        "optimizer.lr=1e-3",
+        "eval.batch_size=16",
+        "--run-dir",
+        str(run_dir),
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("cli")
+    data = make_data(base / "data")
+    run_dir = base / "run"
+    assert main(_train_args(data, run_dir, "train.stop_after_epoch=1")) == 0
+    assert main(_train_args(data, run_dir, "--resume")) == 0
+    return {"data": data, "run": run_dir}
+
+
+def test_train_then_resume_finishes_the_run(cli_run: dict[str, Path]) -> None:
+    results = json.loads((cli_run["run"] / "results.json").read_text())
+    assert results["status"] == "finished" and [r["epoch"] for r in results["history"]] == [1, 2]
+    saved = (cli_run["run"] / "config.yaml").read_text()
+    assert "backbone: small_cnn" in saved and "batch_size: 8" in saved
+
+
+def test_eval_writes_the_evaluation_beside_the_paper(
+    cli_run: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["eval", str(cli_run["run"]), "--device", "cpu"]) == 0
+    assert "recall_at_1" in capsys.readouterr().out
+    results = json.loads((cli_run["run"] / "results.json").read_text())
+    best = results["best"]
+    assert results["evaluation"]["epoch"] == best["epoch"]
+    assert results["evaluation"]["metrics"]["recall_at_1"] == pytest.approx(
+        best["metrics"]["recall_at_1"], abs=1e-9
+    )
+    assert "ours, eval of best.pt" in (cli_run["run"] / "results.md").read_text()
+
+
+def test_embed_writes_npy_and_pt(cli_run: dict[str, Path], tmp_path: Path) -> None:
+    paths = CUB200(str(cli_run["data"]), split="test").paths[:3]
+    assert main(["embed", str(cli_run["run"]), *paths, "--out", str(tmp_path / "e.npy")]) == 0
+    array = np.load(tmp_path / "e.npy")
+    assert array.shape == (3, 16)
+    assert main(["embed", str(cli_run["run"]), *paths, "--out", str(tmp_path / "e.pt")]) == 0
+    saved = torch.load(tmp_path / "e.pt", weights_only=True)
+    np.testing.assert_allclose(saved["embeddings"].numpy(), array, rtol=1e-6, atol=1e-7)
+    assert saved["paths"] == [str(p) for p in paths]
+
+
+def test_report_renders_paper_numbers_for_the_dataset(
+    cli_run: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", str(cli_run["run"])]) == 0
+    # small_cnn has no paper row; the table still lists our numbers.
+    assert "| ours, best (epoch" in capsys.readouterr().out
+
+
+def test_errors_are_one_line_with_exit_code_2(
+    cli_run: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = str(CONFIGS / "cub200_bninception.yaml")
+    assert main(["train", config, "train.epoch=3"]) == 2
+    assert "did you mean train.epochs" in capsys.readouterr().err.lower()
+    assert main(_train_args(cli_run["data"], cli_run["run"])) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["train", config, "data.root=/nowhere"]) == 2
+    assert "/nowhere" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["train", config, "train.device=cuda"]) == 2
+        assert "no usable CUDA" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # nothing written for a run that could not start
+    assert main(["eval", str(cli_run["data"])]) == 2
+    assert "checkpoints/best.pt" in capsys.readouterr().err
+
+
+def test_data_check_reports_counts(
+    cli_run: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["data", "check", "cub200", str(cli_run["data"])])
+    out = capsys.readouterr().out
+    assert code == 1  # a fixture has far fewer images than the real CUB-200-2011
+    assert "cub200" in out.lower() or "CUB" in out
