@@ -12,12 +12,18 @@ Subcommands::
 Each calls one library function (``training.run``, ``training.evaluate``, ``inference.embed``,
 ``data.check_dataset``, ...). Errors of bad input are printed as ``error: ...`` with exit code 2;
 ``--traceback`` shows the full traceback instead.
+
+``train`` also runs on several processes and machines: ``torchrun --nproc_per_node=N -m
+pml_proxy_anchor train CONFIG ...`` (README "Scaling out"). Then only rank 0 prints the summary;
+an error is printed by every rank that hits it as ``error: [rank R/N] ...`` (a rank that died or
+hung: ``RankFailureError``; ranks with different configs: ``ConfigMismatchError``).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,9 +95,24 @@ def _train(args: argparse.Namespace) -> int:
     if not cfg.run_dir:
         cfg.run_dir = str(Path("runs") / Path(args.config).stem)
     results = run(cfg, resume=args.resume, overwrite=args.overwrite)
-    print(f"{results['status']}: {results['epochs_completed']} of {results['epochs']} epochs.")
-    print(f"Results: {Path(cfg.run_dir) / 'results.md'}")
+    if _rank() == 0:
+        print(f"{results['status']}: {results['epochs_completed']} of {results['epochs']} epochs.")
+        print(f"Results: {Path(cfg.run_dir) / 'results.md'}")
     return 0
+
+
+def _rank() -> int:
+    """This process's rank under torchrun (``RANK``), 0 otherwise."""
+    try:
+        return int(os.environ.get("RANK", "0") or 0)
+    except ValueError:
+        return 0
+
+
+def _where() -> str:
+    """``"[rank R/N] "`` under torchrun with several processes, else ``""``."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    return f"[rank {_rank()}/{world}] " if world.isdigit() and int(world) > 1 else ""
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -184,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.traceback:
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {_where()}{message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; continue with --resume", file=sys.stderr)

@@ -118,3 +118,16 @@ def test_data_check_reports_counts(
     out = capsys.readouterr().out
     assert code == 1  # a fixture has far fewer images than the real CUB-200-2011
     assert "cub200" in out.lower() or "CUB" in out
+
+
+def test_an_error_under_torchrun_names_the_rank(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    config = str(CONFIGS / "cub200_bninception.yaml")
+    assert main(["train", config, "train.proxies=shardded"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "error: [rank 1/2] train.proxies='shardded' is not supported; expected one of "
+        "replicated, sharded"
+    )

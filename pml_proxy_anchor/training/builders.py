@@ -9,6 +9,11 @@ Each builder reads its slice of the config and returns plain PML/torch objects:
 - :func:`build_loss`: ``registry.build(cfg.loss)`` with ``num_classes`` (from the train split) and
   ``embedding_size`` (from the model) filled in when the class takes them, plus the regularizers;
 - :func:`build_miner`, :func:`build_sampler` (labels and batch size filled in);
+- :func:`build_train_sampler`: the sampler the trainer uses, split over the processes of a torchrun
+  job (random batches: ``DistributedSampler``, also on one process; a configured sampler: its
+  order, sharded);
+- :func:`distribute_loss`, :func:`wrap_ddp`: several processes -- the loss of the global batch
+  (replicated or class-sharded proxies, ``train.proxies``), trunk and embedder in DDP;
 - :func:`build_optimizers`: trunk and embedder at ``lr``, the loss (proxies) at
   ``lr * proxy_lr_multiplier``, and one ``StepLR`` per optimizer named
   ``<name>_scheduler_by_epoch``;
@@ -26,7 +31,9 @@ import torch
 from omegaconf import DictConfig
 from pytorch_metric_learning import testers
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from pml_proxy_anchor import distributed
 from pml_proxy_anchor.training.config import to_dict
 
 
@@ -168,6 +175,51 @@ def build_sampler(cfg: DictConfig, labels: Any) -> Any | None:
     return build_from_spec(
         cfg.sampler, "sampler", labels=labels, batch_size=int(cfg.train.batch_size)
     )
+
+
+def build_train_sampler(cfg: DictConfig, train_set: Any) -> Any:
+    """The train sampler for this process.
+
+    Without ``cfg.sampler``: ``DistributedSampler(shuffle=True, seed=train.seed)`` over the
+    processes of the job (1 process: the whole split); its ``set_epoch`` reshuffles every epoch,
+    and the N local batches of a step are the global batch a single process would see. With
+    ``cfg.sampler`` (e.g. PML's ``MPerClassSampler``, built for the global batch): the sampler
+    itself on one process, its order split over the processes otherwise (every process draws the
+    same order: the trainer reseeds them identically per epoch).
+    """
+    sampler = build_sampler(cfg, train_set.labels)
+    if sampler is None:
+        return distributed.distributed_sampler(train_set, shuffle=True, seed=int(cfg.train.seed))
+    if distributed.get_world_size() == 1:
+        return sampler
+    if isinstance(sampler, torch.utils.data.BatchSampler):
+        raise ValueError(
+            f"sampler {type(sampler).__name__} yields whole batches, which cannot be split over "
+            f"{distributed.get_world_size()} processes. Fix: use a per-sample sampler such as "
+            "pml.MPerClassSampler, or train on one process."
+        )
+    return distributed.ShardedSampler(sampler)
+
+
+def distribute_loss(cfg: DictConfig, loss: nn.Module) -> nn.Module:
+    """``loss`` as the loss of the global batch of all processes (``train.proxies`` replicated
+    or class-sharded); ``loss`` itself on one process."""
+    if distributed.get_world_size() == 1:
+        return loss
+    return distributed.distribute_loss(loss, proxies=str(cfg.train.proxies))
+
+
+def wrap_ddp(models: Mapping[str, nn.Module], device: torch.device) -> dict[str, nn.Module]:
+    """The models with trainable parameters wrapped in ``DistributedDataParallel`` (gradients
+    averaged over the processes); empty on one process. Call before any freeze."""
+    if distributed.get_world_size() == 1:
+        return {}
+    device_ids = [device.index] if device.type == "cuda" else None
+    return {
+        name: DistributedDataParallel(module, device_ids=device_ids)
+        for name, module in models.items()
+        if any(p.requires_grad for p in module.parameters())
+    }
 
 
 def has_parameters(module: nn.Module) -> bool:

@@ -8,12 +8,17 @@ Files are written to a temporary file in the same folder, flushed to disk and mo
 with ``os.replace``, so a run killed at any moment leaves either the old or the new file, never a
 torn one. All content is tensors and plain python types: the files load with
 ``torch.load(weights_only=True)``.
+
+The files do not depend on the number of processes that wrote them: a torchrun job stores the
+full (C, D) proxy matrix and full optimizer moments even with class-sharded proxies (gathered by
+``pml_proxy_anchor.distributed.full_loss_state_dict`` / ``full_optimizer_state_dict``), so a run
+resumes on any number of processes.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +53,18 @@ def state_dicts(objects: Mapping[str, Any]) -> dict[str, Any]:
     return {name: obj.state_dict() for name, obj in objects.items()}
 
 
-def load_state_dicts(objects: Mapping[str, Any], states: Mapping[str, Any], what: str) -> None:
-    """Load ``states`` into ``objects`` by name; both must have the same names."""
+def _load_state_dict(obj: Any, state: Any) -> None:
+    obj.load_state_dict(state)
+
+
+def load_state_dicts(
+    objects: Mapping[str, Any],
+    states: Mapping[str, Any],
+    what: str,
+    loader: Callable[[Any, Any], None] = _load_state_dict,
+) -> None:
+    """Load ``states`` into ``objects`` by name (``loader(obj, state)``, default
+    ``obj.load_state_dict(state)``); both must have the same names."""
     if set(objects) != set(states):
         raise ValueError(
             f"the checkpoint's {what} are {sorted(states)}, the run has {sorted(objects)}; "
@@ -57,7 +72,7 @@ def load_state_dicts(objects: Mapping[str, Any], states: Mapping[str, Any], what
             "config.yaml, or start a new run."
         )
     for name, obj in objects.items():
-        obj.load_state_dict(states[name])
+        loader(obj, states[name])
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -57,6 +57,8 @@ DEFAULTS: dict[str, Any] = {
         "iterations_per_epoch": None,
         "stop_after_epoch": None,
         "log_freq": 50,
+        "proxies": "replicated",
+        "dist_timeout_s": 1800.0,
     },
     "eval": {"k_values": None, "batch_size": 128, "interval": 1},
 }
@@ -68,6 +70,7 @@ SPEC_PATHS = (
     "regularizers.weight_regularizer",
 )
 OPTIMIZERS = ("AdamW", "Adam", "SGD", "RMSprop")
+PROXY_MODES = ("replicated", "sharded")  # train.proxies (pml_proxy_anchor.distributed)
 
 
 def load_config(path: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()) -> DictConfig:
@@ -128,6 +131,13 @@ def validate(cfg: DictConfig) -> None:
     for key in ("train.grad_clip", "train.iterations_per_epoch", "train.stop_after_epoch"):
         if OmegaConf.select(cfg, key) is not None:
             _require(cfg, key, float if key.endswith("clip") else int, minimum=1e-12)
+    _require(cfg, "train.dist_timeout_s", float, minimum=0.0, strict=True)
+    if cfg.train.proxies not in PROXY_MODES:
+        raise ConfigValueError(
+            f"train.proxies={cfg.train.proxies!r} is not supported; expected one of "
+            f"{', '.join(PROXY_MODES)} (replicated: every process holds all proxies; sharded: "
+            "each process holds C/N of them, for very many classes)."
+        )
     if cfg.optimizer.name not in OPTIMIZERS:
         raise ConfigValueError(
             f"optimizer.name={cfg.optimizer.name!r} is not supported; expected one of "

@@ -3,8 +3,10 @@
 Every epoch starts by reseeding python's ``random``, numpy and torch from ``(seed, epoch)``
 (:func:`seed_epoch`), and the epoch's DataLoader iterator (shuffling, worker seeds, samplers such as
 PML's ``MPerClassSampler`` that draw from numpy) is created right after. So epoch ``e`` of a resumed
-run sees exactly the batches and augmentations of epoch ``e`` of an uninterrupted run. The full RNG
-state is also captured in each checkpoint (:func:`rng_state` / :func:`set_rng_state`).
+run sees exactly the batches and augmentations of epoch ``e`` of an uninterrupted run. Random
+train batches come from a ``DistributedSampler`` (its own generator, seeded with ``seed + epoch``),
+so a run on N processes sees the global batches of a single-process run. The full RNG state is
+also captured in each checkpoint (:func:`rng_state` / :func:`set_rng_state`).
 """
 
 from __future__ import annotations
@@ -29,9 +31,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def seed_epoch(seed: int, epoch: int) -> None:
-    """Reseed every global RNG from ``(seed, epoch)``; call at the start of each epoch."""
-    seed_everything(derive_seed(seed, epoch))
+def seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
+    """Reseed every global RNG from ``(seed, epoch)``; call at the start of each epoch.
+
+    ``rank`` > 0 mixes the process's rank in (different augmentations on every process of a
+    torchrun job); rank 0 uses the seeds of a single-process run.
+    """
+    seed_everything(derive_seed(seed, epoch) if rank == 0 else derive_seed(seed, epoch, rank))
 
 
 def seed_worker(worker_id: int) -> None:

@@ -6,10 +6,15 @@ Additions to ``pytorch_metric_learning.trainers.MetricLossOnly``:
   iterator, so a resumed run replays exactly the batches of an uninterrupted one;
 - the warm-up freeze of the trunk (:class:`~pml_proxy_anchor.training.hooks.WarmupFreeze`);
 - a NaN guard: a non-finite loss stops training with :class:`NonFiniteLossError` before the
-  backward pass, naming the epoch, the iteration and the global step.
+  backward pass, naming the epoch, the iteration and the global step;
+- several processes (torchrun): ``set_epoch`` of the ``DistributedSampler`` every epoch, the
+  forward pass through the DDP-wrapped trunk and embedder (``ddp_models``; the plain modules in
+  ``models`` are what the tester, the checkpoints and the hooks see), and a progress bar on rank 0
+  only. During the warm-up the frozen trunk runs outside DDP: it has no gradient to average.
 
 Everything else (forward, mining, loss, gradient clippers, optimizers, lr schedulers by epoch,
-BatchNorm freeze, logging hooks) is PML's own code.
+BatchNorm freeze, logging hooks) is PML's own code; ``train`` is PML's epoch loop verbatim but for
+the ``disable`` flag of its progress bar.
 """
 
 from __future__ import annotations
@@ -17,8 +22,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import tqdm
 from pytorch_metric_learning import trainers
+from pytorch_metric_learning.utils import common_functions as c_f
+from torch import nn
 
+from pml_proxy_anchor.distributed.sampler import set_epoch
 from pml_proxy_anchor.training.errors import NonFiniteLossError
 from pml_proxy_anchor.training.hooks import WarmupFreeze
 from pml_proxy_anchor.training.seed import seed_epoch, seed_worker
@@ -31,6 +40,11 @@ class ProxyAnchorTrainer(trainers.MetricLossOnly):
         seed: the run's seed; epoch ``e`` reseeds every RNG from ``(seed, e)``.
         warm_epochs: epochs during which the trunk is frozen.
         last_good_checkpoint: called on a NaN loss to name the checkpoint that was kept.
+        ddp_models: ``{"trunk", "embedder"}`` wrapped in ``DistributedDataParallel`` (same
+            parameters as ``models``), used for the training forward pass; None: one process.
+        seed_rank: mixed into the per-epoch seeds (see :func:`~.seed.seed_epoch`); 0 on every
+            rank when a sampler draws its order from the global RNGs.
+        progress: show the progress bar (rank 0 only under torchrun).
         *args, **kwargs: those of ``MetricLossOnly``.
     """
 
@@ -40,11 +54,17 @@ class ProxyAnchorTrainer(trainers.MetricLossOnly):
         seed: int = 0,
         warm_epochs: int = 0,
         last_good_checkpoint: Any = None,
+        ddp_models: dict[str, nn.Module] | None = None,
+        seed_rank: int = 0,
+        progress: bool = True,
         **kwargs: Any,
     ) -> None:
         self.seed = int(seed)
         self.warm_epochs = int(warm_epochs)
         self.last_good_checkpoint = last_good_checkpoint
+        self.ddp_models = dict(ddp_models or {})
+        self.seed_rank = int(seed_rank)
+        self.progress = bool(progress)
         self.started_epoch: int | None = None
         super().__init__(*args, **kwargs)
         self.warmup = WarmupFreeze(self.models["trunk"], self.warm_epochs)
@@ -75,11 +95,40 @@ class ProxyAnchorTrainer(trainers.MetricLossOnly):
             )
         self.dataloader_iter = None
 
+    def train(self, start_epoch: int = 1, num_epochs: int = 1) -> None:
+        """PML's ``BaseTrainer.train`` loop, with the progress bar shown only if ``progress``."""
+        self.initialize_dataloader()
+        for self.epoch in range(start_epoch, num_epochs + 1):
+            self.set_to_train()
+            c_f.LOGGER.info(f"TRAINING EPOCH {self.epoch}")
+            pbar = tqdm.tqdm(range(self.iterations_per_epoch), disable=not self.progress)
+            for self.iteration in pbar:
+                self.forward_and_backward()
+                self.end_of_iteration_hook(self)
+                loss = self.losses["total_loss"]
+                value = float(loss.detach()) if torch.is_tensor(loss) else float(loss)
+                pbar.set_description(f"total_loss={value:.5f}")
+                self.step_lr_schedulers(end_of_epoch=False)
+            self.step_lr_schedulers(end_of_epoch=True)
+            self.zero_losses()
+            if self.end_of_epoch_hook(self) is False:
+                break
+
     def begin_epoch(self) -> None:
-        """Reseed from ``(seed, epoch)`` and open the epoch's DataLoader iterator."""
+        """Reseed from ``(seed, epoch)``, ``set_epoch`` the sampler, open the epoch's iterator."""
         self.started_epoch = self.epoch
-        seed_epoch(self.seed, self.epoch)
+        seed_epoch(self.seed, self.epoch, self.seed_rank)
+        set_epoch(self.sampler, self.epoch)
         self.dataloader_iter = iter(self.dataloader)
+
+    def get_trunk_output(self, data: Any) -> torch.Tensor:
+        trunk = self.models["trunk"]
+        if "trunk" in self.ddp_models and not self.warmup.is_frozen(self.epoch):
+            trunk = self.ddp_models["trunk"]
+        return trunk(c_f.to_device(data, device=self.data_device, dtype=self.dtype))
+
+    def get_final_embeddings(self, base_output: torch.Tensor) -> torch.Tensor:
+        return self.ddp_models.get("embedder", self.models["embedder"])(base_output)
 
     def set_to_train(self) -> None:
         if self.started_epoch != self.epoch:  # PML calls this first in every epoch
@@ -101,8 +150,9 @@ class ProxyAnchorTrainer(trainers.MetricLossOnly):
             if kept
             else "No checkpoint had been written yet (the failure came in the first epoch)."
         )
+        value = float(torch.as_tensor(loss).detach())
         return (
-            f"the loss became {float(loss)} at epoch {self.epoch}, iteration "
+            f"the loss became {value} at epoch {self.epoch}, iteration "
             f"{self.iteration + 1}/{self.iterations_per_epoch} (global step {step + 1}); "
             f"training stopped. {where} Fix: lower optimizer.lr or "
             "optimizer.proxy_lr_multiplier, keep train.grad_clip set, check the input data, "
