@@ -245,6 +245,7 @@ class Omniglot(Dataset):
         bundle_path: str | Path | None = None,
         verify: bool = True,
         class_rotations: int = 1,
+        max_classes: int | None = None,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
@@ -252,6 +253,11 @@ class Omniglot(Dataset):
             raise ValueError(
                 f"class_rotations must be 1 (off), 2 (0/180 deg) or 4 (0/90/180/270 deg), "
                 f"got {class_rotations!r}."
+            )
+        if max_classes is not None and (isinstance(max_classes, bool) or int(max_classes) < 2):
+            raise ValueError(
+                f"max_classes must be an integer >= 2 (characters kept, in alphabet order) or "
+                f"None (all), got {max_classes!r}."
             )
         bundle = load_bundle(bundle_path, verify=verify)
         chosen = {"train": TRAIN_ALPHABETS, "test": TEST_ALPHABETS}.get(
@@ -266,6 +272,10 @@ class Omniglot(Dataset):
             np.char.add(bundle.alphabets[index], "/"), bundle.characters[index]
         )
         characters, labels = np.unique(class_names, return_inverse=True)
+        if max_classes is not None and int(max_classes) < len(characters):
+            keep = labels < int(max_classes)
+            index, class_names, labels = index[keep], class_names[keep], labels[keep]
+            characters = characters[: int(max_classes)]
         paths = [f"{name}/{file}" for name, file in zip(class_names, bundle.file_names[index])]
         self._images = bundle.images[index]
         self._base_count = len(index)
@@ -322,13 +332,16 @@ def build_omniglot(data_cfg: Any) -> dict[str, Dataset]:
     alphabets) or ``"all"`` (train on all 242 characters, evaluate on the same images with
     the test transform, a seen-class check); ``image_size`` (default 28); ``root`` -- an
     ``.npz`` bundle to use instead of the shipped one; ``augment`` (default true);
-    ``class_rotations`` (1, 2 or 4, default 1: rotated characters as extra training classes).
+    ``class_rotations`` (1, 2 or 4, default 1: rotated characters as extra training classes);
+    ``max_classes`` (default all: only the first N characters of each split, in alphabet order,
+    for quick smoke runs).
     """
     setting = str(_get(data_cfg, "setting", "zero_shot")).replace("-", "_")
     size = int(_get(data_cfg, "image_size", DEFAULT_IMAGE_SIZE))
     root = _get(data_cfg, "root", None)
     augment = bool(_get(data_cfg, "augment", True))
     rotations = int(_get(data_cfg, "class_rotations", 1))
+    max_classes = _get(data_cfg, "max_classes", None)
     if setting not in ("zero_shot", "all"):
         raise ValueError(
             f"data.setting must be 'zero_shot' or 'all' for Omniglot, got {setting!r}."
@@ -339,6 +352,12 @@ def build_omniglot(data_cfg: Any) -> dict[str, Dataset]:
         transform=omniglot_transform(augment, size),
         bundle_path=root,
         class_rotations=rotations,
+        max_classes=max_classes,
     )
-    test = Omniglot(test_split, transform=omniglot_transform(False, size), bundle_path=root)
+    test = Omniglot(
+        test_split,
+        transform=omniglot_transform(False, size),
+        bundle_path=root,
+        max_classes=max_classes,
+    )
     return {"train": train, "test": test}

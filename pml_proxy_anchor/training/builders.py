@@ -14,8 +14,9 @@ Each builder reads its slice of the config and returns plain PML/torch objects:
   order, sharded);
 - :func:`distribute_loss`, :func:`wrap_ddp`: several processes -- the loss of the global batch
   (replicated or class-sharded proxies, ``train.proxies``), trunk and embedder in DDP;
-- :func:`build_optimizers`: trunk and embedder at ``lr``, the loss (proxies) at
-  ``lr * proxy_lr_multiplier``, and one ``StepLR`` per optimizer named
+- :func:`build_optimizers`: trunk and embedder at ``lr`` and ``weight_decay``, the loss (proxies)
+  at ``lr * proxy_lr_multiplier`` and ``proxy_weight_decay`` (null: ``weight_decay``, as in the
+  paper; 0 keeps weight decay off the proxies), and one ``StepLR`` per optimizer named
   ``<name>_scheduler_by_epoch``;
 - :func:`build_tester`: PML's ``GlobalEmbeddingSpaceTester`` with the Recall@K calculator.
 """
@@ -232,14 +233,18 @@ def build_optimizers(
     """PML ``optimizers`` and ``lr_schedulers`` dicts (StepLR stepped once per epoch)."""
     opt = cfg.optimizer
     optimizer_cls = getattr(torch.optim, str(opt.name))
-    lrs = {"trunk": float(opt.lr), "embedder": float(opt.lr)}
+    decay = float(opt.weight_decay)
+    proxy_decay = opt.get("proxy_weight_decay")
+    lrs = {name: float(opt.lr) for name in models}
+    decays = {name: decay for name in models}
     modules: dict[str, nn.Module] = dict(models)
     if has_parameters(loss):
         modules["metric_loss"] = loss
         lrs["metric_loss"] = float(opt.lr) * float(opt.proxy_lr_multiplier)
+        decays["metric_loss"] = decay if proxy_decay is None else float(proxy_decay)
     optimizers = {
         f"{name}_optimizer": optimizer_cls(
-            module.parameters(), lr=lrs[name], weight_decay=float(opt.weight_decay)
+            module.parameters(), lr=lrs[name], weight_decay=decays[name]
         )
         for name, module in modules.items()
         if has_parameters(module)

@@ -43,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
         "lr": 1e-4,
         "weight_decay": 1e-4,
         "proxy_lr_multiplier": 100.0,
+        "proxy_weight_decay": None,  # null: the same as weight_decay (the paper's recipe)
     },
     "scheduler": {"step": 10, "gamma": 0.5},
     "train": {
@@ -128,6 +129,8 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg, "optimizer.weight_decay", float, minimum=0.0)
     _require(cfg, "optimizer.proxy_lr_multiplier", float, minimum=0.0, strict=True)
     _require(cfg, "scheduler.gamma", float, minimum=0.0, strict=True)
+    if cfg.optimizer.proxy_weight_decay is not None:
+        _require(cfg, "optimizer.proxy_weight_decay", float, minimum=0.0)
     for key in ("train.grad_clip", "train.iterations_per_epoch", "train.stop_after_epoch"):
         if OmegaConf.select(cfg, key) is not None:
             _require(cfg, key, float if key.endswith("clip") else int, minimum=1e-12)

@@ -3,7 +3,8 @@
 ``results.json``: ``status`` (running | stopped | finished | failed), ``dataset``, ``backbone``,
 ``epochs`` (planned), ``epochs_completed``, ``final`` and ``best`` (epoch and metrics, Recall@K as
 fractions in 0..1), ``history`` (one record per epoch: loss, lr, seconds, metrics),
-``evaluation`` (written by ``pml-proxy-anchor eval``), ``reference`` (the paper's numbers, %).
+``evaluation`` (written by ``pml-proxy-anchor eval``), ``reference`` (the paper's numbers, %),
+``plots`` (the PNG files under ``plots/``, the classes of the projection, skipped plots and why).
 """
 
 from __future__ import annotations
@@ -132,6 +133,33 @@ def render_markdown(results: Mapping[str, Any]) -> str:
                 + " | ".join(cells)
                 + " |"
             )
+    lines += _plots_markdown(results.get("plots") or {})
     if results.get("error"):
         lines += ["", f"Error: {results['error']}"]
     return "\n".join(lines) + "\n"
+
+
+PLOT_TITLES = {
+    "curves": "Loss and Recall@K per epoch",
+    "retrieval_grid": "Retrieval: test queries (left) and their nearest neighbours "
+    "(green: same class, red: another class)",
+    "embedding_projection": "2-D projection of test embeddings, coloured by class",
+}
+
+
+def _plots_markdown(plots: Mapping[str, Any]) -> list[str]:
+    """The ``## Plots`` section: each PNG as an image, the projection's classes, skipped plots."""
+    if not plots:
+        return []
+    lines = ["", "## Plots (final epoch's model)", ""]
+    for key, title in PLOT_TITLES.items():
+        if plots.get(key):
+            lines += [f"{title}:", "", f"![{key}]({plots[key]})", ""]
+    if plots.get("projection_classes"):
+        lines += [
+            "Classes in the projection: " + ", ".join(plots["projection_classes"]) + ".",
+            "",
+        ]
+    for key, reason in (plots.get("skipped") or {}).items():
+        lines.append(f"- `{key}.png` not written: {reason}")
+    return lines[:-1] if lines[-1] == "" else lines

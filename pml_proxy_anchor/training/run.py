@@ -10,7 +10,9 @@ CSV/SQLite + TensorBoard under ``logs/``) and ``HookContainer`` (test after each
     RUN_DIR/checkpoints/best.pt      model + proxies of the best Recall@1 epoch
     RUN_DIR/logs/csv, logs/tensorboard
     RUN_DIR/results.json, results.md final and best Recall@K, per-epoch history
-    RUN_DIR/plots/curves.png         loss and Recall@K per epoch (when plots are available)
+    RUN_DIR/plots/curves.png         loss and Recall@K per epoch
+    RUN_DIR/plots/retrieval_grid.png queries and nearest neighbours (data sets with raw images)
+    RUN_DIR/plots/embedding_projection.png  2-D projection of test embeddings (20 classes)
 
 A finished or unfinished run directory is never overwritten unless ``overwrite=True``;
 ``resume=True`` continues from ``last.pt`` and replays exactly what an uninterrupted run would
@@ -526,19 +528,39 @@ class TrainingRun:
         return out
 
     def write_plots(self) -> None:
-        """``plots/curves.png`` (loss and Recall@K per epoch) with the package's plots module."""
-        try:
-            from pml_proxy_anchor.plots import plot_training_curves
-        except ImportError:
-            return
+        """``plots/`` (curves, retrieval grid, embedding projection; :mod:`.artifacts`), recorded
+        under ``plots`` in the results files. A plot that fails is skipped with a warning."""
         if not self.history:
             return
-        keys = sorted({key for record in self.history for key in record})
-        columns = {key: [record.get(key) for record in self.history] for key in keys}
         try:
-            plot_training_curves(columns, self.run_dir / "plots" / "curves.png")
+            from pml_proxy_anchor.training.artifacts import write_run_plots
+
+            def embed(dataset: Any) -> tuple[Any, Any]:
+                assert self.tester is not None
+                return self.tester.get_all_embeddings(
+                    dataset,
+                    self.models["trunk"],
+                    self.models["embedder"],
+                    return_as_numpy=True,
+                )
+
+            datasets = self.eval.datasets
+            query = datasets[self.eval.query_split]
+            gallery = datasets[self.eval.splits_to_eval[0][1][0]]
+            written = write_run_plots(
+                self.run_dir,
+                self.history,
+                embed if self.tester is not None else None,
+                query,
+                gallery,
+                seed=int(self.cfg.train.seed),
+            )
+            results = read_results(self.run_dir)
+            if results is not None:
+                results["plots"] = written
+                write_results(self.run_dir, results)
         except Exception as err:  # a plot must never cost a finished run
-            LOGGER.warning("could not write the training curves: %s", err)
+            LOGGER.warning("could not write the plots: %s: %s", type(err).__name__, err)
 
     # ------------------------------------------------------------------ the run
     def train(self, resume_state: Mapping[str, Any] | None = None) -> dict[str, Any]:
