@@ -101,8 +101,13 @@ def full_optimizer_state_dict(
     """``optimizer.state_dict()`` with the proxies' per-row state (Adam moments...) gathered to
     full (C, D) tensors, on rank ``dst`` (None elsewhere). Every rank must call it."""
     state = optimizer.state_dict()
-    pid = _proxy_param_id(optimizer, loss.proxies)
-    if isinstance(loss, ShardedProxyAnchorLoss) and pid is not None:
+    # Only sharded proxies need gathering; other losses (with or without proxies) pass through.
+    pid = (
+        _proxy_param_id(optimizer, loss.proxies)
+        if isinstance(loss, ShardedProxyAnchorLoss)
+        else None
+    )
+    if pid is not None:
         per_param = dict(state["state"].get(pid, {}))
         for key in sorted(per_param):
             value = per_param[key]
@@ -118,8 +123,12 @@ def load_full_optimizer_state_dict(
     """Load a state written by :func:`full_optimizer_state_dict` (any world size) into
     ``optimizer``: the proxies' full (C, ...) state tensors are re-sharded for this rank."""
     state = dict(state)
-    pid = _proxy_param_id(optimizer, loss.proxies)
-    if isinstance(loss, ShardedProxyAnchorLoss) and pid is not None and pid in state["state"]:
+    pid = (
+        _proxy_param_id(optimizer, loss.proxies)
+        if isinstance(loss, ShardedProxyAnchorLoss)
+        else None
+    )
+    if pid is not None and pid in state["state"]:
         per_param = dict(state["state"][pid])
         for key, value in per_param.items():
             if torch.is_tensor(value) and value.ndim >= 1 and value.shape[0] == loss.num_classes:

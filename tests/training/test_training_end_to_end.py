@@ -172,3 +172,16 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(runs: dict[str, Any])
     assert last.read_bytes() == kept
     results = json.loads((nan_dir / "results.json").read_text())
     assert results["status"] == "failed" and "epoch 2" in results["error"]
+
+
+def test_a_loss_without_proxies_trains_and_checkpoints(runs: dict[str, Any]) -> None:
+    """Losses with no ``proxies`` (pair losses) go through the same trainer and checkpoints."""
+    from pml_proxy_anchor.training.config import to_dict
+
+    cfg = to_dict(load_config(fixture_overrides(runs["data"], runs["base"] / "triplet")))
+    cfg["loss"] = {"pml.TripletMarginLoss": {"margin": 0.1}}
+    cfg["train"]["epochs"] = 1
+    results = run(load_config(cfg))
+    assert results["status"] == "finished"
+    state = _state(runs["base"] / "triplet")
+    assert "metric_loss_optimizer" not in state.get("optimizers", {})
