@@ -43,7 +43,7 @@ from pml_proxy_anchor.losses.fused import (
     compute_dtype,
     proxy_anchor_terms,
 )
-from pml_proxy_anchor.losses.validation import validate_inputs
+from pml_proxy_anchor.losses.validation import validate_hyperparameters, validate_inputs
 
 from .gather import (
     all_gather_no_grad,
@@ -154,13 +154,7 @@ class ShardedProxyAnchorLoss(nn.Module):
         validate: bool = True,
     ) -> None:
         super().__init__()
-        if int(num_classes) < 1 or int(embedding_size) < 1:
-            raise ValueError(
-                f"num_classes and embedding_size must be positive integers; got "
-                f"num_classes={num_classes}, embedding_size={embedding_size}"
-            )
-        if not alpha > 0:
-            raise ValueError(f"alpha must be > 0 (the paper uses 32); got {alpha}")
+        validate_hyperparameters(num_classes, embedding_size, alpha)
         self.num_classes = int(num_classes)
         self.embedding_size = int(embedding_size)
         self.margin = float(margin)

@@ -46,7 +46,7 @@ from .fused import (
     compute_dtype,
     fused_proxy_anchor_terms,
 )
-from .validation import validate_inputs
+from .validation import validate_hyperparameters, validate_inputs
 
 LossDict = dict[str, dict[str, Any]]
 
@@ -85,13 +85,7 @@ class ProxyAnchorLoss(WeightRegularizerMixin, BaseMetricLossFunction):
         validate: bool = True,
         **kwargs: Any,
     ) -> None:
-        if int(num_classes) < 1 or int(embedding_size) < 1:
-            raise ValueError(
-                f"num_classes and embedding_size must be positive integers; got "
-                f"num_classes={num_classes}, embedding_size={embedding_size}"
-            )
-        if not alpha > 0:
-            raise ValueError(f"alpha must be > 0 (the paper uses 32); got {alpha}")
+        validate_hyperparameters(num_classes, embedding_size, alpha)
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)
         self.embedding_size = int(embedding_size)

@@ -14,6 +14,18 @@ def _preview(values: torch.Tensor) -> str:
     return f"{items}{more}"
 
 
+def validate_hyperparameters(num_classes: int, embedding_size: int, alpha: float) -> None:
+    """Raise ``ValueError`` unless ``num_classes`` and ``embedding_size`` are positive and
+    ``alpha > 0``."""
+    if int(num_classes) < 1 or int(embedding_size) < 1:
+        raise ValueError(
+            f"num_classes and embedding_size must be positive integers; got "
+            f"num_classes={num_classes}, embedding_size={embedding_size}"
+        )
+    if not alpha > 0:
+        raise ValueError(f"alpha must be > 0 (the paper uses 32); got {alpha}")
+
+
 def validate_inputs(
     embeddings: torch.Tensor,
     labels: torch.Tensor | None,
