@@ -61,16 +61,9 @@ class Embedder(nn.Module):
 
 def test_transform(cfg: DictConfig) -> Callable[[Any], Tensor]:
     """The test transform of the run's data set and backbone (as used in its evaluation)."""
-    from pml_proxy_anchor.data.build import TRANSFORM_KEYS, canonical_name
-    from pml_proxy_anchor.data.transforms import build_transform
+    from pml_proxy_anchor.data.build import eval_transform
 
-    data = cfg.data
-    if canonical_name(str(data.name)) == "omniglot":
-        from pml_proxy_anchor.data.omniglot import DEFAULT_IMAGE_SIZE, omniglot_transform
-
-        return omniglot_transform(False, int(data.get("image_size") or DEFAULT_IMAGE_SIZE))
-    kwargs = {k: data[k] for k in TRANSFORM_KEYS if data.get(k) is not None}
-    return build_transform(str(cfg.model.backbone), False, **kwargs)
+    return eval_transform(cfg.data, str(cfg.model.backbone))
 
 
 def load_embedder(

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from .base import LocalImageDataset
-from .build import BUILDERS, DATASET_CLASSES, build_datasets, get_dataset_class
+from .build import BUILDERS, DATASET_CLASSES, build_datasets, eval_transform, get_dataset_class
 from .cars import Cars196
 from .check import CheckReport, SplitCheck, check_dataset
 from .cub import CUB200
@@ -37,6 +37,7 @@ __all__ = [
     "SplitCheck",
     "StanfordOnlineProducts",
     "build_datasets",
+    "eval_transform",
     "build_transform",
     "check_dataset",
     "get_dataset_class",

@@ -150,13 +150,8 @@ BUILDERS: dict[str, Builder] = {
 }
 
 
-def build_datasets(data_cfg: Mapping[str, Any], backbone: str) -> dict[str, Dataset]:
-    """The splits of the data set named by ``data_cfg["name"]``, with ``backbone``'s transforms.
-
-    Returns:
-        ``{"train", "test"}`` (self-retrieval) or ``{"train", "query", "gallery"}`` (In-Shop, or an
-        image folder with query and gallery folders), each a ``Dataset`` of ``(image, label)``.
-    """
+def _plain_config(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``data_cfg`` (a mapping or an OmegaConf DictConfig) as a plain dict with a canonical name."""
     try:  # an OmegaConf DictConfig -> a plain dict
         from omegaconf import DictConfig, OmegaConf
 
@@ -168,4 +163,26 @@ def build_datasets(data_cfg: Mapping[str, Any], backbone: str) -> dict[str, Data
     if "name" not in cfg:
         raise ValueError(f"data.name is not set; expected one of {sorted(BUILDERS)}.")
     cfg["name"] = canonical_name(cfg["name"])
+    return cfg
+
+
+def build_datasets(data_cfg: Mapping[str, Any], backbone: str) -> dict[str, Dataset]:
+    """The splits of the data set named by ``data_cfg["name"]``, with ``backbone``'s transforms.
+
+    Returns:
+        ``{"train", "test"}`` (self-retrieval) or ``{"train", "query", "gallery"}`` (In-Shop, or an
+        image folder with query and gallery folders), each a ``Dataset`` of ``(image, label)``.
+    """
+    cfg = _plain_config(data_cfg)
     return BUILDERS[cfg["name"]](cfg, backbone)
+
+
+def eval_transform(data_cfg: Mapping[str, Any], backbone: str) -> Callable[[Any], Any]:
+    """The test transform that :func:`build_datasets` gives the evaluation splits of this data
+    set (for embedding new images the way the run was evaluated)."""
+    cfg = _plain_config(data_cfg)
+    if cfg["name"] == "omniglot":  # Omniglot brings its own transform; backbone is not used
+        from .omniglot import DEFAULT_IMAGE_SIZE, omniglot_transform
+
+        return omniglot_transform(False, int(cfg.get("image_size") or DEFAULT_IMAGE_SIZE))
+    return build_transform(backbone, False, **_transform_kwargs(cfg))

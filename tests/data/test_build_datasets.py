@@ -83,3 +83,25 @@ def test_omniglot_entry_delegates_to_the_omniglot_module():
     direct = build_omniglot({})
     assert set(splits) == {"train", "test"}
     assert {k: len(v) for k, v in splits.items()} == {k: len(v) for k, v in direct.items()}
+
+
+@pytest.mark.parametrize("name", ["cub200", "omniglot"])
+def test_eval_transform_is_the_test_splits_transform(name, cub_root):
+    from PIL import Image
+
+    from pml_proxy_anchor.data import eval_transform
+
+    cfg = (
+        {"name": name, "root": str(cub_root), "crop_size": 64}
+        if name == "cub200"
+        else {
+            "name": name,
+            "image_size": 20,
+        }
+    )
+    backbone = "resnet50" if name == "cub200" else "small_cnn"
+    split_transform = build_datasets(cfg, backbone)["test"].transform
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (90, 70, 3), np.uint8))
+    expected = split_transform(image)
+    assert expected.shape[-2:] == ((64, 64) if name == "cub200" else (20, 20))
+    torch.testing.assert_close(eval_transform(cfg, backbone)(image), expected, atol=0, rtol=0)
