@@ -104,9 +104,6 @@ def plot_training_curves(
     return _save(fig, out_png)
 
 
-plot_curves = plot_training_curves  # the name used in the team contract
-
-
 def _as_image(image: Any) -> np.ndarray:
     array = _to_numpy(image)
     if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
