@@ -75,14 +75,25 @@ def validate_inputs(
             "one label per embedding row"
         )
     if labels.numel():
-        bad = (labels < 0) | (labels >= num_classes)
-        if bool(bad.any()):
+        low, high = torch.stack(torch.aminmax(labels)).tolist()  # one device sync
+        if low < 0 or high >= num_classes:
+            bad = (labels < 0) | (labels >= num_classes)
             offending = torch.unique(labels[bad])
             raise ValueError(
                 f"labels {_preview(offending)} are outside [0, {num_classes}) "
                 f"(num_classes={num_classes}); expected class ids 0..{num_classes - 1}: remap the "
                 "labels or build the loss with a larger num_classes"
             )
+    # One cheap reduction first: the sum is finite when every value is, unless it overflows; only
+    # a non-finite sum needs the per-element check (which then names the values, or passes).
+    if embeddings.numel():
+        total = embeddings.sum(dtype=torch.float32 if embeddings.dtype.itemsize < 4 else None)
+        if not bool(torch.isfinite(total)):
+            _check_finite(embeddings)
+    return labels
+
+
+def _check_finite(embeddings: torch.Tensor) -> None:
     finite = torch.isfinite(embeddings)
     if not bool(finite.all()):
         rows = torch.nonzero(~finite.all(dim=1)).squeeze(1)
@@ -93,4 +104,3 @@ def validate_inputs(
             f"{embeddings.shape[0]}; expected finite values. Check the model output "
             "(learning rate, gradient clipping, mixed-precision overflow)."
         )
-    return labels
