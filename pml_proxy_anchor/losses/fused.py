@@ -17,18 +17,22 @@ The gradient of SPEC.md section 1 is closed form. Given upstream per-proxy weigh
     dl/ds(x, p) = -g+_p alpha exp(l+_x - m+_p) / (exp(-m+_p) + sum exp(l+ - m+_p))   x in X+_p
     dl/ds(x, p) =  g-_p alpha exp(l-_x - m-_p) / (exp(-m-_p) + sum exp(l- - m-_p))   x in X-_p
 
-Positives are sparse (one similarity per sample): their terms come from a gather of each
-sample's own proxy and per-class scatters over ``B`` values, and their gradient coefficients are
-written into the chunk block below at the (own proxy, sample) entries, which the negative sums
-mask out, so the chunk GEMMs carry both. The negative term is dense ``B x C``: it is streamed
-over chunks of proxies. For a chunk
-``P_c`` (raw, un-normalised rows, inverse norms ``r_c``) the kernel forms
-``L = r_c * (P_c (alpha X_n)^T)`` (the alpha-scaled cosines, transposed so that per-proxy
-reductions are contiguous), the stable exponentials ``E``, the coefficient matrix
-``G = E * coef`` with the proxy normalisation folded into ``coef``, and accumulates
-``dX_n += G^T P_c`` and ``dP_c = G X_n - P_c r_c^2 rowdot(G X_n, P_c)`` (the Jacobian of the
-row normalisation). That is exactly three GEMMs per chunk and memory bounded by the chunk; no
-normalised ``C x D`` copy of the proxies is ever made.
+The logits are ``z = alpha * s``. The kernel streams over chunks of proxies ``P_c`` (raw rows,
+column scale ``c = alpha / |p|`` for the cosine, ``alpha`` for the dot product) and forms one
+``(B, k)`` block ``Z = c * (X_n P_c^T)`` per chunk (batch-major, so that per-proxy scales are
+row broadcasts and per-proxy reductions run down the columns). Positives are one logit per sample
+(its own proxy, always in the same chunk as the rest of its class): the positive terms come from
+those entries of ``Z`` by per-class scatters. The negative term is dense: ``E = exp(Z)`` with the
+own entries zeroed. For the cosine with ``alpha <= 40`` (the paper's 32) ``|z| <= alpha``, so
+``exp(z)`` can neither overflow nor become subnormal in float32 and no per-proxy max is needed;
+otherwise (the dot product, larger ``alpha``, weights above 1) the usual max-subtraction is used.
+The gradient block ``G = dl/d<x_n, p>`` is ``E`` times a per-proxy coefficient, with the positive
+coefficients written at the own entries, so three GEMMs per chunk carry everything:
+``Z``, ``dX_n += G P_c`` and ``dP_c = G^T X_n - p rowdot / |p|^2``, where
+``rowdot_p = sum_b dl/dz * z`` (a column sum of the ``(B, k)`` block, cheaper than the equivalent
+``(k, D)`` row dot since ``B < D`` in practice) is the Jacobian of the proxy normalisation. The
+correction term is written first and the GEMM accumulates onto it. Memory is bounded by the chunk;
+no normalised ``C x D`` copy of the proxies is ever made.
 
 When the reduction is linear in the terms (PML's MeanReducer, SumReducer, DivisorReducer) the
 upstream weights are known at forward time: :class:`FusedProxyAnchorFunction` then computes the
@@ -40,13 +44,15 @@ inputs) with autocast disabled; gradients are returned in the input dtypes.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-DEFAULT_CHUNK_BYTES = 4 * 2**20
+DEFAULT_CHUNK_BYTES = 16 * 2**20
+_FIXED_SHIFT_MAX_ALPHA = 40.0
 _NORM_EPS = 1e-12
 
 
@@ -66,22 +72,35 @@ def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
 
 
 def auto_chunk_size(
-    batch_size: int, num_classes: int, embedding_size: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    batch_size: int, num_classes: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES
 ) -> int:
-    """Proxies per chunk so that a chunk's float32 working set, the ``chunk x batch`` block plus
-    the ``chunk x embedding_size`` rows, is about ``chunk_bytes`` (cache-sized by default)."""
-    rows = chunk_bytes // (4 * max(batch_size + embedding_size, 1))
+    """Proxies per chunk so that the kernel's two float32 ``batch x chunk`` workspaces (the
+    logits and their exponentials) take about ``chunk_bytes`` together."""
+    rows = chunk_bytes // (2 * 4 * max(batch_size, 1))
     return int(max(1, min(num_classes, max(rows, 64))))
+
+
+def _fixed_shift_is_safe(cfg: KernelConfig, alpha: float, weights: torch.Tensor | None) -> bool:
+    """True when ``exp(alpha * cos)`` needs no max-subtraction: cosines lie in [-1, 1], so for
+    ``alpha <= 40`` every ``exp`` is within [e^-40, e^40], far from float32 overflow and from
+    subnormals, and the per-proxy max pass can be skipped. Weights above 1 or larger ``alpha``
+    (and the unbounded dot product) take the max-subtracted path."""
+    if not cfg.normalize or alpha > _FIXED_SHIFT_MAX_ALPHA:
+        return False
+    return weights is None or weights.numel() == 0 or float(weights.max()) <= 1.0
 
 
 def _inv_norms(rows: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(rows, dim=1).clamp_min(_NORM_EPS).reciprocal()
 
 
-def _normalize_backward(grad_n: torch.Tensor, raw: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
-    """Gradient w.r.t. ``raw`` of ``raw * inv`` (row L2 normalisation), given ``grad_n``."""
-    dot = (grad_n * raw).sum(dim=1, keepdim=True)
-    return (grad_n - raw * (dot * inv[:, None] ** 2)) * inv[:, None]
+def _normalize_backward_(
+    grad_n: torch.Tensor, normed: torch.Tensor, inv: torch.Tensor
+) -> torch.Tensor:
+    """Gradient w.r.t. ``raw`` of ``normed = raw * inv`` (row L2 normalisation), given
+    ``grad_n``; computed in place in ``grad_n``."""
+    dot = (grad_n * normed).sum(dim=1, keepdim=True)
+    return grad_n.addcmul_(normed, dot, value=-1.0).mul_(inv[:, None])
 
 
 def proxy_anchor_terms(
@@ -101,85 +120,128 @@ def proxy_anchor_terms(
     device = embeddings.device
     num_classes = proxies.shape[0]
     alpha, delta = float(cfg.alpha), float(cfg.margin)
+    shift = alpha * delta  # logits are z = alpha * s; the margin and the virtual "1" go in here
     want_grad = pos_grad_weights is not None and neg_grad_weights is not None
-    x = embeddings.to(dtype)
+    x_all = embeddings.to(dtype)
+    # Samples of weight 0 (removed by a miner) take no part in either sum: drop them here.
+    kept = logw = weights = None
+    if log_weights is not None:
+        logw = log_weights.to(device=device, dtype=dtype)
+        finite = logw > -math.inf
+        if not bool(finite.all()):
+            kept = torch.nonzero(finite).squeeze(1)
+            logw = logw[kept]
+        weights = logw.exp()
+    x = x_all if kept is None else x_all[kept]
+    labels = labels if kept is None else labels[kept]
+    batch = x.shape[0]
     inv_x = _inv_norms(x) if cfg.normalize else None
     xn = x * inv_x[:, None] if inv_x is not None else x
-    xa = xn * alpha
-    logw = log_weights.to(dtype) if log_weights is not None else None
+    proxies = proxies.to(dtype)
+    # Column scale of the chunk logits: alpha / |p| (cosine) or alpha (dot product).
+    col_scale = _inv_norms(proxies).mul_(alpha) if cfg.normalize else None
+    fixed = _fixed_shift_is_safe(cfg, alpha, weights)
 
-    # ---- positive term: one similarity per sample (with its own proxy), scattered per class ----
-    p_own = proxies[labels].to(dtype)
-    inv_own = _inv_norms(p_own) if cfg.normalize else None
-    pn_own = p_own * inv_own[:, None] if inv_own is not None else p_own
-    l_pos = alpha * (delta - (xn * pn_own).sum(dim=1))
-    if logw is not None:
-        l_pos = l_pos + logw
-    m_pos = torch.zeros(num_classes, dtype=dtype, device=device)  # max(0, max l): the "1"
-    m_pos.scatter_reduce_(0, labels, l_pos, reduce="amax", include_self=True)
-    e_pos = torch.exp(l_pos - m_pos[labels])
-    denom_pos = torch.exp(-m_pos).index_add_(0, labels, e_pos)
-    pos_terms = m_pos + torch.log(denom_pos)
-
-    g_pos = None
-    if want_grad and pos_grad_weights is not None:
-        # dl/ds(x_i, p_{y_i}) of the positive term; scattered into each chunk's G block below so
-        # that the chunk GEMMs also carry the positive-term gradients (no separate scatter).
-        g_pos = pos_grad_weights.to(dtype)[labels].mul_(-alpha).mul_(e_pos).div_(denom_pos[labels])
-        if inv_own is not None:
-            g_pos = g_pos * inv_own
-
-    # ---- negative term: dense, streamed over chunks of proxies ----
-    # Logits are kept without the constant a*d: l' = l - a*d, so the virtual "1" has logit -a*d.
-    shift = alpha * delta
+    pos_terms = torch.empty(num_classes, dtype=dtype, device=device)
     neg_terms = torch.empty(num_classes, dtype=dtype, device=device)
-    grad_xn = torch.zeros_like(xn) if want_grad else None
-    grad_p = torch.empty(proxies.shape, dtype=dtype, device=device) if want_grad else None
+    if want_grad:
+        assert pos_grad_weights is not None and neg_grad_weights is not None
+        pos_w = pos_grad_weights.to(dtype)
+        neg_w = neg_grad_weights.to(dtype)
+        grad_xn = torch.zeros_like(xn)
+        grad_p = torch.empty(proxies.shape, dtype=dtype, device=device)
     chunk = max(1, min(int(cfg.chunk_size), num_classes))
-    # Preallocated workspaces: fresh multi-MB allocations cost page faults on every chunk.
-    work = torch.empty((chunk, xa.shape[0]), dtype=dtype, device=device)
-    work_rows = torch.empty((chunk, xa.shape[1]), dtype=dtype, device=device) if want_grad else None
-    for start in range(0, num_classes, chunk):
+    # Two (batch, chunk) workspaces, allocated once: the logits and their exponentials.
+    work_l = torch.empty(batch * chunk, dtype=dtype, device=device)
+    work_e = torch.empty(batch * chunk, dtype=dtype, device=device)
+    if chunk < num_classes:  # which samples have their own proxy in which chunk
+        order = torch.argsort(labels)
+        edges = torch.arange(0, num_classes + chunk, chunk, device=device).clamp_max_(num_classes)
+        own_bounds = torch.searchsorted(labels[order], edges).tolist()
+    for i, start in enumerate(range(0, num_classes, chunk)):
         stop = min(start + chunk, num_classes)
-        p_c = proxies[start:stop].to(dtype)
-        logits = torch.mm(p_c, xa.T, out=work[: stop - start])  # (k, B) = alpha * <p_c, x_n>
-        inv_c = _inv_norms(p_c) if cfg.normalize else None
-        if inv_c is not None:
-            logits.mul_(inv_c[:, None])
-        if logw is not None:
-            logits.add_(logw[None, :])
-        own = torch.nonzero((labels >= start) & (labels < stop)).squeeze(1)
-        own_rows = labels[own] - start
-        if own.numel():
-            logits[own_rows, own] = -math.inf
-        if logits.shape[1]:
-            m_c = logits.amax(dim=1).clamp_min_(-shift)
+        k = stop - start
+        p_c = proxies[start:stop]
+        logits = torch.mm(xn, p_c.T, out=work_l[: batch * k].view(batch, k))
+        if col_scale is not None:
+            logits.mul_(col_scale[start:stop])  # z = alpha * cos, (B, k)
         else:
-            m_c = torch.full((stop - start,), -shift, dtype=dtype, device=device)
-        exps = logits.sub_(m_c[:, None]).exp_()
-        denom_c = exps.sum(dim=1).add_(torch.exp(-shift - m_c))
-        neg_terms[start:stop] = torch.log(denom_c).add_(m_c).add_(shift)
-        if grad_xn is None or grad_p is None or neg_grad_weights is None or g_pos is None:
+            logits.mul_(alpha)
+        if chunk < num_classes:
+            own = order[own_bounds[i] : own_bounds[i + 1]]  # samples whose proxy is in the chunk
+            cols = labels[own] - start
+        else:
+            own, cols = torch.arange(batch, device=device), labels
+
+        # positive term, from the own-proxy logits (classes are whole within a chunk)
+        z_own = logits[own, cols]
+        l_pos = torch.sub(shift, z_own) if logw is None else logw[own] - z_own + shift
+        m_pos = l_pos.new_zeros(k)  # max(0, max l): the "1" of the softplus
+        m_pos.scatter_reduce_(0, cols, l_pos, reduce="amax", include_self=True)
+        e_pos = torch.exp(l_pos - m_pos[cols])
+        denom_pos = torch.exp(-m_pos).index_add_(0, cols, e_pos)
+        torch.add(m_pos, torch.log(denom_pos), out=pos_terms[start:stop])
+
+        # negative term: every other sample
+        exps = work_e[: batch * k].view(batch, k)
+        if fixed:  # |z| <= alpha <= 40: exp(z) can neither overflow nor underflow
+            torch.exp(logits, out=exps)
+            if weights is not None:
+                exps.mul_(weights[:, None])
+            exps[own, cols] = 0.0
+            denom = exps.sum(dim=0).add_(math.exp(-shift))
+            torch.add(torch.log(denom), shift, out=neg_terms[start:stop])
+        else:
+            logits[own, cols] = -math.inf
+            if logw is not None:
+                torch.add(logits, logw[:, None], out=exps)
+            else:
+                exps.copy_(logits)
+            m_neg = exps.amax(dim=0).clamp_min_(-shift) if batch else logits.new_full((k,), -shift)
+            exps.sub_(m_neg).exp_()
+            denom = exps.sum(dim=0).add_(torch.exp(-shift - m_neg))
+            torch.log(denom, out=neg_terms[start:stop]).add_(m_neg).add_(shift)
+            logits[own, cols] = z_own  # finite again for the row dot below
+        if not want_grad:
             continue
-        coef = neg_grad_weights[start:stop].to(dtype) * alpha / denom_c
-        if inv_c is not None:
-            coef.mul_(inv_c)
-        g = exps.mul_(coef[:, None])  # (k, B): dl/ds, with the proxy normalisation folded in
-        if own.numel():
-            g[own_rows, own] = g_pos[own]
-        grad_xn.addmm_(g.T, p_c)
-        q = torch.mm(g, xn, out=grad_p[start:stop])  # (k, D) = inv_c * dl/dp_n
-        if inv_c is not None and work_rows is not None:
-            dot = torch.mul(q, p_c, out=work_rows[: stop - start]).sum(dim=1)
-            q.addcmul_(p_c, dot.mul_(inv_c).mul_(inv_c)[:, None], value=-1.0)
-    if grad_xn is None or grad_p is None:
+
+        # dl/dz: coef * exps for the negatives, z_pos_grad at the (sample, own proxy) entries
+        coef = neg_w[start:stop] / denom
+        z_pos_grad = pos_w[start:stop][cols].neg_().mul_(e_pos).div_(denom_pos[cols])
+        if col_scale is not None:
+            # The proxy normalisation's Jacobian needs sum_b dl/dz * z per proxy.
+            rowdot = logits.mul_(exps).sum(dim=0).mul_(coef)
+            rowdot.index_add_(0, cols, z_pos_grad * z_own)
+            scale = col_scale[start:stop]
+            coef.mul_(scale)
+            z_pos_grad.mul_(scale[cols])
+        else:
+            coef.mul_(alpha)
+            z_pos_grad.mul_(alpha)
+        g = exps.mul_(coef)  # (B, k) = dl/d<x_n, p>: alpha / |p| folded in
+        g[own, cols] = z_pos_grad
+        grad_xn.addmm_(g, p_c)
+        grad_pc = grad_p[start:stop]
+        if col_scale is not None:  # dl/dp = G^T X_n - p * rowdot / |p|^2
+            torch.mul(
+                p_c, rowdot.mul_(scale).mul_(scale).div_(-alpha * alpha)[:, None], out=grad_pc
+            )
+            grad_pc.addmm_(g.T, xn)
+        else:
+            torch.mm(g.T, xn, out=grad_pc)
+    if not want_grad:
         return pos_terms, neg_terms, None, None
-    grad_x = _normalize_backward(grad_xn, x, inv_x) if inv_x is not None else grad_xn
+    grad_x = _normalize_backward_(grad_xn, xn, inv_x) if inv_x is not None else grad_xn
+    if kept is not None:
+        grad_x = torch.zeros_like(x_all).index_copy_(0, kept, grad_x)
     return pos_terms, neg_terms, grad_x, grad_p
 
 
 def _no_autocast(device: torch.device) -> Any:
-    return torch.autocast(device_type=device.type, enabled=False)
+    """A context that turns autocast off (a no-op context when it is off already)."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 class FusedProxyAnchorFunction(torch.autograd.Function):
@@ -258,14 +320,18 @@ def _common_scale(
     """``k`` if ``(grad_pos, grad_neg) == k * predicted`` (within ``rtol``), else None."""
     if predicted is None:
         return None
-    actual = torch.cat([grad_pos.reshape(-1), grad_neg.reshape(-1)]).double()
-    expected = torch.cat([predicted[0].reshape(-1), predicted[1].reshape(-1)]).double()
-    norm = float(expected.dot(expected))
+    actual = torch.stack([grad_pos.reshape(-1), grad_neg.reshape(-1)]).to(predicted[0].dtype)
+    expected = torch.stack([predicted[0].reshape(-1), predicted[1].reshape(-1)])
+    dots = torch.stack([torch.vdot(actual.view(-1), expected.view(-1)), expected.square().sum()])
+    num, norm = dots.tolist()
     if norm == 0.0:
         return None
-    k = float(actual.dot(expected)) / norm
-    err = float((actual - k * expected).abs().max())
-    if err > rtol * float(actual.abs().max().clamp_min(1e-30)):
+    k = num / norm
+    if abs(k - 1.0) <= 8 * torch.finfo(actual.dtype).eps:
+        k = 1.0  # the reducer's own backward: equal up to its rounding; no rescaling pass
+    bounds = torch.stack([torch.sub(actual, expected, alpha=k).abs_().amax(), actual.abs().amax()])
+    err, scale = bounds.tolist()
+    if err > rtol * max(scale, 1e-30):
         return None
     return k
 

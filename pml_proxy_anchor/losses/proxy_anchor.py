@@ -62,11 +62,10 @@ class ProxyAnchorLoss(WeightRegularizerMixin, BaseMetricLossFunction):
         fused: ``None`` (default) uses the fused kernel whenever the distance allows it
             (CosineSimilarity / DotProductSimilarity with power 1); ``False`` forces the dense
             generic path; ``True`` requires the fused kernel (error otherwise).
-        chunk_size: proxies per chunk of the fused kernel; ``None`` picks it so that the
-            chunk's float32 working set (``chunk x (batch + embedding_size)``) is about
+        chunk_size: proxies per chunk of the fused kernel; ``None`` picks it from
             ``chunk_bytes``.
-        chunk_bytes: working-set target for the automatic chunk size (default 4 MiB, about
-            the size of the CPU's L2 cache; larger values change nothing but the memory).
+        chunk_bytes: memory of the fused kernel's two float32 ``batch x chunk`` workspaces
+            together (default 16 MiB); sets the automatic chunk size.
         validate: check labels and embeddings on every call (cheap; default True).
         **kwargs: PML's own arguments (``distance``, ``reducer``, ``embedding_regularizer``,
             ``weight_regularizer``, ``weight_init_func``, ``collect_stats``, ...).
@@ -159,15 +158,13 @@ class ProxyAnchorLoss(WeightRegularizerMixin, BaseMetricLossFunction):
         if embeddings.shape[0] == 0:
             return self._empty_batch_losses(embeddings)
 
-        weights = lmu.convert_to_weights(indices_tuple, labels, dtype=torch.float32)
-        kept = weights > 0
-        log_weights = None if bool(kept.all()) and bool((weights == 1).all()) else weights.log()
+        log_weights, kept_labels = self._sample_log_weights(indices_tuple, labels)
         has_pos = torch.zeros(self.num_classes, dtype=torch.bool, device=labels.device)
-        has_pos[labels[kept]] = True
+        has_pos[kept_labels] = True
         pos_ids = torch.nonzero(has_pos).squeeze(1)
         if self.collect_stats:
             self.num_pos_proxies = int(pos_ids.numel())
-            self.num_excluded_samples = int((~kept).sum())
+            self.num_excluded_samples = int(labels.numel() - kept_labels.numel())
 
         normalize = self._fused_normalize() if self.fused is not False else None
         if normalize is not None:
@@ -197,6 +194,20 @@ class ProxyAnchorLoss(WeightRegularizerMixin, BaseMetricLossFunction):
         self.add_weight_regularization_to_loss_dict(loss_dict, self.proxies)
         return loss_dict
 
+    @staticmethod
+    def _sample_log_weights(
+        indices_tuple: tuple[torch.Tensor, ...] | None, labels: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``log w`` per sample from the miner's tuples (None when every weight is 1) and the
+        labels of the samples kept (``w > 0``)."""
+        if indices_tuple is None:
+            return None, labels
+        weights = lmu.convert_to_weights(indices_tuple, labels, dtype=torch.float32)
+        kept = weights > 0
+        if bool(kept.all()) and bool((weights == 1).all()):
+            return None, labels
+        return weights.log(), labels[kept]
+
     # ---- the two paths ----
     def _fused_normalize(self) -> bool | None:
         """True/False (normalise or not) if the fused kernel computes this distance, else None."""
@@ -219,7 +230,7 @@ class ProxyAnchorLoss(WeightRegularizerMixin, BaseMetricLossFunction):
         num_pos: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         chunk = self.chunk_size or auto_chunk_size(
-            embeddings.shape[0], self.num_classes, self.embedding_size, self.chunk_bytes
+            embeddings.shape[0], self.num_classes, self.chunk_bytes
         )
         cfg = KernelConfig(self.alpha, self.margin, normalize, chunk)
         pos_w = neg_w = None

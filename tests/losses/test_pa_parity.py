@@ -9,7 +9,12 @@ from pa_reference import reference_grads, reference_terms, rel_err
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning.distances import DotProductSimilarity, LpDistance
 
-from pml_proxy_anchor.losses import KernelConfig, ProxyAnchorLoss, fused_proxy_anchor_terms
+from pml_proxy_anchor.losses import (
+    KernelConfig,
+    ProxyAnchorLoss,
+    fused_proxy_anchor_terms,
+)
+from pml_proxy_anchor.losses.fused import _fixed_shift_is_safe, auto_chunk_size
 
 # (batch, classes, dim, how labels are drawn)
 SHAPES = [
@@ -142,9 +147,11 @@ def test_chunk_size_does_not_change_result():
         torch.manual_seed(0)
         loss_fn.proxies.data = torch.randn(17, 6)
         results.append(loss_and_grads(loss_fn, x, labels))
+    # Chunks change only the float32 summation order: gradients (of magnitude ~1) agree to a
+    # few float32 ulps.
     for res in results[1:]:
         for got, want in zip(res, results[0]):
-            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("fused", [True, False])
@@ -190,3 +197,52 @@ def test_pos_proxy_stat_is_recorded():
     loss_fn(torch.randn(5, 4), labels)
     assert loss_fn.num_pos_proxies == 3
     assert loss_fn.num_excluded_samples == 0
+
+
+@pytest.mark.parametrize("alpha", [40.0, 40.5, 128.0])
+def test_both_exponent_paths_at_extreme_cosines(alpha):
+    # alpha <= 40 skips the per-proxy max (exp(alpha * cos) is safe in float32); above it the
+    # max is subtracted. Both must hold at cosines of exactly +1 and -1.
+    g = torch.Generator().manual_seed(4)
+    proxies = torch.randn(6, 5, generator=g)
+    x = torch.cat([proxies[:3] * 2.0, -proxies[3:] * 0.5, torch.randn(4, 5, generator=g)])
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 3, 4, 5, 0])
+    loss_fn = ProxyAnchorLoss(6, 5, alpha=alpha, chunk_size=4)
+    loss_fn.proxies.data.copy_(proxies)
+    assert _fixed_shift_is_safe(KernelConfig(alpha, 0.1, True, 4), alpha, None) == (alpha <= 40)
+    loss, gx, gp = loss_and_grads(loss_fn, x, labels)
+    ref, ref_gx, ref_gp = reference_grads(x, proxies, labels, alpha=alpha, delta=0.1)
+    assert abs(float(loss) - float(ref)) <= 1e-5 * abs(float(ref))
+    assert rel_err(gx, ref_gx) < 1e-4 and rel_err(gp, ref_gp) < 1e-4
+
+
+@pytest.mark.parametrize("scale", [0.5, 3.0])
+def test_sample_weights_match_reference_below_and_above_one(scale):
+    # Weights above 1 take the max-subtracted path; at most 1 (PML's miners) the fixed one.
+    x, labels = make_batch(16, 7, 5, "random", seed=9)
+    proxies = torch.randn(7, 5)
+    w = torch.rand(16, generator=torch.Generator().manual_seed(1)) * scale
+    w[3] = 0.0  # removed
+    cfg = KernelConfig(alpha=32.0, margin=0.1, normalize=True, chunk_size=3)
+    assert _fixed_shift_is_safe(cfg, 32.0, w) == (scale <= 1)
+    pos, neg = fused_proxy_anchor_terms(x, proxies, labels, w.log(), cfg)
+    ref_pos, ref_neg, ref_ids = reference_terms(x, proxies, labels, 32.0, 0.1, weights=w)
+    torch.testing.assert_close(pos[ref_ids].double(), ref_pos, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(neg.double(), ref_neg, rtol=1e-5, atol=1e-6)
+
+
+def test_dot_product_never_skips_the_max():
+    assert not _fixed_shift_is_safe(KernelConfig(16.0, 0.1, False, 8), 16.0, None)
+
+
+@pytest.mark.parametrize("batch", [1, 180, 1024, 100_000])
+def test_auto_chunk_size_bounds_the_workspaces(batch):
+    budget = 8 * 2**20
+    classes = 1_000_000
+    rows = auto_chunk_size(batch, classes, budget)
+    assert rows >= 64  # never degenerate
+    if rows > 64:
+        assert 2 * 4 * batch * rows <= budget  # the two float32 (batch, rows) workspaces
+    if 64 < rows < classes:
+        assert 2 * 4 * batch * (rows + 1) > budget  # and as large as the budget allows
+    assert auto_chunk_size(batch, 10, budget) == 10  # never more rows than classes
