@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from .fused import FusedProxyAnchorFunction, KernelConfig, fused_proxy_anchor_terms
+from .fused import (
+    FusedProxyAnchorFunction,
+    FusedProxyAnchorSums,
+    KernelConfig,
+    fused_proxy_anchor_sums,
+    fused_proxy_anchor_terms,
+)
 from .proxy_anchor import ProxyAnchorLoss
 
 __all__ = [
     "FusedProxyAnchorFunction",
+    "FusedProxyAnchorSums",
     "KernelConfig",
     "ProxyAnchorLoss",
+    "fused_proxy_anchor_sums",
     "fused_proxy_anchor_terms",
 ]

@@ -311,6 +311,78 @@ class FusedProxyAnchorFunction(torch.autograd.Function):
         return dx, dp, None, None, None, None, None
 
 
+class FusedProxyAnchorSums(torch.autograd.Function):
+    """Autograd Function ``(X, P) -> (sum_p a_p pos_p, sum_p b_p neg_p)`` for fixed per-proxy
+    weights ``a``, ``b``: the loss under a reducer linear in the terms (PML's MeanReducer gives
+    ``a = 1/|P+|`` on P+ and ``b = 1/|P|``).
+
+    Forward computes the gradients in the same chunked pass (three GEMMs in all); ``backward``
+    scales them by the upstream gradient, one scalar per output. Unequal scalars (the two parts
+    weighted differently downstream) or a second backward recompute exactly, chunk by chunk.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        embeddings: torch.Tensor,
+        proxies: torch.Tensor,
+        labels: torch.Tensor,
+        log_weights: torch.Tensor | None,
+        cfg: KernelConfig,
+        pos_weights: torch.Tensor,
+        neg_weights: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        eager = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        with _no_autocast(embeddings.device):
+            pos, neg, gx, gp = proxy_anchor_terms(
+                embeddings,
+                proxies,
+                labels,
+                log_weights,
+                cfg,
+                pos_weights if eager else None,
+                neg_weights if eager else None,
+            )
+            sums = torch.stack(
+                [pos.dot(pos_weights.to(pos.dtype)), neg.dot(neg_weights.to(neg.dtype))]
+            )
+        ctx.cfg = cfg
+        ctx.dtypes = (embeddings.dtype, proxies.dtype)
+        ctx.saved_grads = (gx, gp) if eager else None
+        ctx.save_for_backward(embeddings, proxies, labels, log_weights, pos_weights, neg_weights)
+        return sums[0], sums[1]
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, grad_pos: torch.Tensor | None, grad_neg: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, ...]:
+        embeddings, proxies, labels, log_weights, pos_weights, neg_weights = ctx.saved_tensors
+        k_pos, k_neg = torch.stack(
+            [g if g is not None else pos_weights.new_zeros(()) for g in (grad_pos, grad_neg)]
+        ).tolist()
+        if ctx.saved_grads is not None and k_pos == k_neg:
+            gx, gp = ctx.saved_grads
+            ctx.saved_grads = None  # consumed in place: a second backward recomputes
+            if k_pos != 1.0:
+                gx.mul_(k_pos)
+                gp.mul_(k_pos)
+        else:
+            with _no_autocast(embeddings.device):
+                _, _, gx, gp = proxy_anchor_terms(
+                    embeddings,
+                    proxies,
+                    labels,
+                    log_weights,
+                    ctx.cfg,
+                    pos_weights * k_pos,
+                    neg_weights * k_neg,
+                )
+        assert gx is not None and gp is not None
+        dx = gx.to(ctx.dtypes[0]) if ctx.needs_input_grad[0] else None
+        dp = gp.to(ctx.dtypes[1]) if ctx.needs_input_grad[1] else None
+        return dx, dp, None, None, None, None, None
+
+
 def _common_scale(
     grad_pos: torch.Tensor,
     grad_neg: torch.Tensor,
@@ -348,4 +420,20 @@ def fused_proxy_anchor_terms(
     """Differentiable per-proxy terms via :class:`FusedProxyAnchorFunction`."""
     return FusedProxyAnchorFunction.apply(
         embeddings, proxies, labels, log_weights, cfg, pos_grad_weights, neg_grad_weights
+    )
+
+
+def fused_proxy_anchor_sums(
+    embeddings: torch.Tensor,
+    proxies: torch.Tensor,
+    labels: torch.Tensor,
+    log_weights: torch.Tensor | None,
+    cfg: KernelConfig,
+    pos_weights: torch.Tensor,
+    neg_weights: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable ``(sum(pos_weights * pos), sum(neg_weights * neg))`` via
+    :class:`FusedProxyAnchorSums`."""
+    return FusedProxyAnchorSums.apply(
+        embeddings, proxies, labels, log_weights, cfg, pos_weights, neg_weights
     )

@@ -44,6 +44,7 @@ from .fused import (
     KernelConfig,
     auto_chunk_size,
     compute_dtype,
+    fused_proxy_anchor_sums,
     fused_proxy_anchor_terms,
 )
 from .validation import validate_hyperparameters, validate_inputs
@@ -167,9 +168,34 @@ class ProxyAnchorLoss(WeightRegularizerMixin, BaseMetricLossFunction):
             self.num_excluded_samples = int(labels.numel() - kept_labels.numel())
 
         normalize = self._fused_normalize() if self.fused is not False else None
+        linear = self._linear_term_weights(len(pos_ids)) if normalize is not None else None
+        if normalize is not None and linear is not None:
+            # The reducer is a fixed weighting of the terms: the kernel returns the two reduced
+            # parts with their gradients computed in the same pass.
+            dtype = compute_dtype(embeddings, self.proxies)
+            pos_w = has_pos.to(dtype).mul_(linear[0])
+            pos_loss, neg_loss = fused_proxy_anchor_sums(
+                embeddings,
+                self.proxies,
+                labels,
+                log_weights,
+                self._kernel_config(embeddings, normalize),
+                pos_w,
+                torch.full_like(pos_w, linear[1]),
+            )
+            loss_dict = {
+                name: {"losses": value, "indices": None, "reduction_type": "already_reduced"}
+                for name, value in (("pos_loss", pos_loss), ("neg_loss", neg_loss))
+            }
+            self.add_weight_regularization_to_loss_dict(loss_dict, self.proxies)
+            return loss_dict
         if normalize is not None:
-            pos_terms, neg_terms = self._fused_terms(
-                embeddings, labels, log_weights, normalize, has_pos, len(pos_ids)
+            pos_terms, neg_terms = fused_proxy_anchor_terms(
+                embeddings,
+                self.proxies,
+                labels,
+                log_weights,
+                self._kernel_config(embeddings, normalize),
             )
         else:
             pos_terms, neg_terms = self._generic_terms(embeddings, labels, log_weights)
@@ -220,41 +246,24 @@ class ProxyAnchorLoss(WeightRegularizerMixin, BaseMetricLossFunction):
             return None
         return bool(dist.normalize_embeddings)
 
-    def _fused_terms(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        log_weights: torch.Tensor | None,
-        normalize: bool,
-        has_pos: torch.Tensor,
-        num_pos: int,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _kernel_config(self, embeddings: torch.Tensor, normalize: bool) -> KernelConfig:
         chunk = self.chunk_size or auto_chunk_size(
             embeddings.shape[0], self.num_classes, self.chunk_bytes
         )
-        cfg = KernelConfig(self.alpha, self.margin, normalize, chunk)
-        pos_w = neg_w = None
-        linear = self._linear_term_weights(num_pos)
-        if linear is not None:
-            dtype = compute_dtype(embeddings, self.proxies)
-            pos_w = has_pos.to(dtype) * linear[0]
-            neg_w = torch.full_like(pos_w, linear[1])
-        return fused_proxy_anchor_terms(
-            embeddings, self.proxies, labels, log_weights, cfg, pos_w, neg_w
-        )
+        return KernelConfig(self.alpha, self.margin, normalize, chunk)
 
     def _linear_term_weights(self, num_pos: int) -> tuple[float, float] | None:
-        """d(reduced loss)/d(each term) when the reducer is linear in the terms, else None.
-
-        Only a prediction: the fused Function checks it against the actual upstream gradient and
-        recomputes exactly when it does not hold (e.g. the loss is then multiplied by a tensor).
-        """
+        """The weights ``(a, b)`` of ``loss = a * sum(pos terms) + b * sum(neg terms)`` when the
+        reducer is such a fixed weighting (Mean, Divisor, Sum; without recorded stats, which
+        need the per-proxy terms), else None."""
         reducer = self.reducer
         if type(reducer) is not MultipleReducers or num_pos == 0:
             return None
         out = []
         for name, count in (("pos_loss", num_pos), ("neg_loss", self.num_classes)):
             sub = reducer.reducers[name] if name in reducer.reducers else reducer.default_reducer
+            if sub.collect_stats:
+                return None
             if type(sub) in (MeanReducer, DivisorReducer):
                 out.append(1.0 / count)
             elif type(sub) is SumReducer:

@@ -122,6 +122,20 @@ def test_reducers_apply_per_proxy(reducer, combine):
     assert rel_err(got[1], want[1]) < 1e-4 and rel_err(got[2], want[2]) < 1e-4
 
 
+def test_reducer_stats_still_see_the_per_proxy_terms():
+    # A reducer that records stats gets the per-proxy terms ("element"), not the reduced parts.
+    x, labels = batch(b=20, c=30, d=5, seed=2)
+    fused = ProxyAnchorLoss(30, 5, reducer=reducers.MeanReducer(collect_stats=True))
+    plain = ProxyAnchorLoss(30, 5)
+    plain.proxies.data.copy_(fused.proxies.data)
+    got, want = grads(fused, x, labels), grads(plain, x, labels)
+    subs = fused.reducer.reducers  # PML copies the reducer once per sub-loss
+    assert subs["pos_loss"].losses_size == len(torch.unique(labels))  # one term per P+ proxy
+    assert subs["neg_loss"].losses_size == 30  # one term per proxy
+    torch.testing.assert_close(got[0], want[0], rtol=1e-6, atol=1e-7)
+    assert rel_err(got[1], want[1]) < 1e-5 and rel_err(got[2], want[2]) < 1e-5
+
+
 @pytest.mark.parametrize(
     "post", [lambda v: 3.0 * v, lambda v: v**2, lambda v: torch.exp(-v)], ids=["x3", "sq", "exp"]
 )

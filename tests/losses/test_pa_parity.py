@@ -12,6 +12,7 @@ from pytorch_metric_learning.distances import DotProductSimilarity, LpDistance
 from pml_proxy_anchor.losses import (
     KernelConfig,
     ProxyAnchorLoss,
+    fused_proxy_anchor_sums,
     fused_proxy_anchor_terms,
 )
 from pml_proxy_anchor.losses.fused import _fixed_shift_is_safe, auto_chunk_size
@@ -122,6 +123,44 @@ def test_fused_function_gradcheck(normalize, use_prediction):
         return fused_proxy_anchor_terms(a, b, labels, log_w, cfg)
 
     assert torch.autograd.gradcheck(terms, (x, p), eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_fused_sums_gradcheck(normalize):
+    # gradcheck backpropagates (1, 0) and (0, 1): unequal upstream scalars, the recompute path
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(7, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    p = torch.randn(5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 1, 2, 3, 2, 0, 4])
+    log_w = torch.tensor([0.0, -0.7, 0.0, -float("inf"), -0.2, 0.0, 0.0], dtype=torch.float64)
+    cfg = KernelConfig(alpha=8.0, margin=0.1, normalize=normalize, chunk_size=2)
+    pos_w = torch.tensor([0.25, 0.25, 0.25, 0.0, 0.25], dtype=torch.float64)
+    neg_w = torch.full((5,), 0.2, dtype=torch.float64)
+
+    def sums(a, b):
+        return fused_proxy_anchor_sums(a, b, labels, log_w, cfg, pos_w, neg_w)
+
+    assert torch.autograd.gradcheck(sums, (x, p), eps=1e-6, atol=1e-7)
+
+
+def test_fused_sums_with_equal_and_unequal_upstream_weights():
+    x, labels = make_batch(12, 9, 5, "random", seed=21)
+    proxies = torch.randn(9, 5)
+    cfg = KernelConfig(alpha=32.0, margin=0.1, normalize=True, chunk_size=4)
+    present = torch.zeros(9)
+    present[labels] = 1.0
+    pos_w, neg_w = present / present.sum(), torch.full((9,), 1 / 9)
+    ref_pos, ref_neg, ref_ids = reference_terms(x, proxies, labels, 32.0, 0.1)
+    for a, b in ((1.0, 1.0), (2.5, 2.5), (2.0, -0.5)):  # eager gradients, scaled, recomputed
+        xg, pg = x.clone().requires_grad_(True), proxies.clone().requires_grad_(True)
+        pos, neg = fused_proxy_anchor_sums(xg, pg, labels, None, cfg, pos_w, neg_w)
+        (a * pos + b * neg).backward()
+        x64, p64 = x.double().requires_grad_(True), proxies.double().requires_grad_(True)
+        rp, rn, _ = reference_terms(x64, p64, labels, 32.0, 0.1)
+        (a * rp.mean() + b * rn.mean()).backward()
+        assert abs(float(pos) - float(ref_pos.mean())) < 1e-5 * float(ref_pos.mean())
+        assert abs(float(neg) - float(ref_neg.mean())) < 1e-5 * float(ref_neg.mean())
+        assert rel_err(xg.grad, x64.grad) < 1e-4 and rel_err(pg.grad, p64.grad) < 1e-4
 
 
 @pytest.mark.parametrize("seed", range(4))
