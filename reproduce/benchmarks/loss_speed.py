@@ -1,7 +1,9 @@
 """Speed and memory of the Proxy-Anchor loss, side by side in one process.
 
 Contenders, each timed as one forward + backward on the same inputs (median of several repeats
-after warm-up):
+after warm-up; the repeats are split over rounds of per-contender blocks, A A A B B B ... A A A
+B B B ..., so that a slow spell of a shared machine hits every contender alike while each is
+timed in its own steady state):
 
 - ``ours``: ``pml_proxy_anchor.losses.ProxyAnchorLoss`` (fused, class-chunked kernel);
 - ``pml``: pytorch-metric-learning's built-in ``ProxyAnchorLoss``;
@@ -122,19 +124,6 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_it(run: Callable[[], None], device: str, warmup: int, repeats: int) -> list[float]:
-    for _ in range(warmup):
-        run()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return times
-
-
 # ---------------------------------------------------------------- memory
 def _status_kb(key: str) -> int:
     with open("/proc/self/status") as fh:
@@ -201,6 +190,44 @@ def bytes_per_elem(entry: dict[str, Any]) -> float | None:
     return mem * 2**20 / (b * c)
 
 
+def _skip_estimate(
+    shape_name: str,
+    shape: tuple[int, int, int],
+    name: str,
+    last_bpe: dict[str, float],
+    limit_mb: float,
+) -> tuple[bool, float]:
+    """Whether to skip a contender at this shape, and its memory estimate (MB)."""
+    b, c, _ = shape
+    estimate = last_bpe.get(name, 0.0) * b * c / 2**20
+    if name == "gemm":  # S, G P and G^T X need at least B*C*4 bytes
+        estimate = max(estimate, b * c * 4 / 2**20)
+    skip = (shape_name in ONLY_OURS and name not in ("ours", "gemm")) or estimate > limit_mb
+    return skip, estimate
+
+
+def time_in_rounds(
+    runs: dict[str, Callable[[], None]], device: str, warmup: int, repeats: int, rounds: int
+) -> dict[str, list[float]]:
+    """Times every contender ``repeats`` times in total, split over ``rounds`` rounds
+    (A A A B B B C C C, A A A B B B ...): each block starts with ``warmup`` untimed calls, so a
+    contender is timed in its steady state, while a slow or fast spell of a shared machine falls
+    on every contender alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    per_round = [repeats // rounds + (1 if r < repeats % rounds else 0) for r in range(rounds)]
+    for count in per_round:
+        for name, run in runs.items():
+            for _ in range(warmup):
+                run()
+            sync(device)
+            for _ in range(count):
+                start = time.perf_counter()
+                run()
+                sync(device)
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     shapes = QUICK_SHAPES if args.quick else SHAPES
     if args.shapes:
@@ -219,39 +246,41 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "cpu": _cpu_name(),
+        "timing": f"median of {args.repeats} in {args.rounds} rounds of blocks",
         "results": [],
     }
     last_bpe: dict[str, float] = {}
-    jobs = [(s, n) for s in shapes for n in CONTENDERS]
-    for shape_name, name in tqdm(jobs, desc="loss_speed", unit="run"):
-        shape = shapes[shape_name]
-        b, c, d = shape
-        entry: dict[str, Any] = {"shape_name": shape_name, "shape": shape, "contender": name}
-        estimate = last_bpe.get(name, 0.0) * b * c / 2**20
-        if name == "gemm":  # S, G P and G^T X need at least B*C*4 bytes
-            estimate = max(estimate, b * c * 4 / 2**20)
-        skip = (shape_name in ONLY_OURS and name != "ours" and name != "gemm") or (
-            estimate > limit_mb
-        )
-        if skip:
-            entry["skipped"] = True
-            entry["estimated_peak_extra_mb"] = estimate if estimate else None
-            results["results"].append(entry)
-            continue
+    progress = tqdm(total=len(shapes) * len(CONTENDERS), desc="loss_speed", unit="run")
+    for shape_name, shape in shapes.items():
+        b, c, _ = shape
+        entries: dict[str, dict[str, Any]] = {}
+        runs: dict[str, Callable[[], None]] = {}
+        for name in CONTENDERS:
+            entry: dict[str, Any] = {"shape_name": shape_name, "shape": shape, "contender": name}
+            skip, estimate = _skip_estimate(shape_name, shape, name, last_bpe, limit_mb)
+            if skip:
+                entry["skipped"] = True
+                entry["estimated_peak_extra_mb"] = estimate if estimate else None
+            else:
+                runs[name] = make_contender(name, make_inputs(shape, args.device), args.device)
+            entries[name] = entry
         heavy = b * c >= 10**8
         warmup = 0 if heavy else args.warmup
         repeats = 2 if b * c >= 5 * 10**8 else (3 if heavy else args.repeats)
-        inputs = make_inputs(shape, args.device)
-        run = make_contender(name, inputs, args.device)
-        times = time_it(run, args.device, warmup, repeats)
-        del run, inputs
+        rounds = 1 if heavy else max(1, min(args.rounds, repeats))
+        times = time_in_rounds(runs, args.device, warmup, repeats, rounds)
+        del runs
         _trim()
-        entry.update({"median_s": statistics.median(times), "times_s": times})
-        entry.update(peak_extra_memory(name, shape, args.device))
-        bpe = bytes_per_elem(entry)
-        if bpe is not None:
-            last_bpe[name] = bpe
-        results["results"].append(entry)
+        for name, entry in entries.items():
+            if name in times:
+                entry.update({"median_s": statistics.median(times[name]), "times_s": times[name]})
+                entry.update(peak_extra_memory(name, shape, args.device))
+                bpe = bytes_per_elem(entry)
+                if bpe is not None:
+                    last_bpe[name] = bpe
+            results["results"].append(entry)
+            progress.update()
+    progress.close()
     return results
 
 
@@ -312,7 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", default="", help=f"comma list of {sorted(SHAPES)}")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results path")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=9, help="timed calls per contender")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds the repeats are split over (drift control)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument(
         "--mem-limit-gb", type=float, default=12.0, help="do not run what would need more"
