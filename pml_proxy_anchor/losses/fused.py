@@ -34,12 +34,14 @@ coefficients written at the own entries, so three GEMMs per chunk carry everythi
 correction term is written first and the GEMM accumulates onto it. Memory is bounded by the chunk;
 no normalised ``C x D`` copy of the proxies is ever made.
 
-When the reduction is linear in the terms (PML's MeanReducer, SumReducer, DivisorReducer) the
-upstream weights are known at forward time: :class:`FusedProxyAnchorFunction` then computes the
-gradients eagerly during its single forward pass and ``backward`` only rescales them (checked:
-if the upstream gradient turns out not to be a multiple of the predicted weights, ``backward``
-recomputes exactly, chunk by chunk). Everything is computed in float32 (or float64 for float64
-inputs) with autocast disabled; gradients are returned in the input dtypes.
+Two autograd Functions wrap the kernel. When the reduction is a fixed weighting of the terms
+(PML's MeanReducer, SumReducer, DivisorReducer), :class:`FusedProxyAnchorSums` returns the two
+weighted sums and computes the gradients eagerly during its single forward pass; ``backward``
+only scales them. :class:`FusedProxyAnchorFunction` returns the per-proxy terms for any other
+reducer and recomputes the gradients in ``backward`` with the actual upstream gradient (or, given
+predicted upstream weights, computes them eagerly and checks the prediction in ``backward``).
+Everything is computed in float32 (or float64 for float64 inputs) with autocast disabled;
+gradients are returned in the input dtypes.
 """
 
 from __future__ import annotations
