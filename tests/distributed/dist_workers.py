@@ -154,7 +154,7 @@ def mined_weights(batch: dict[str, Any], embeddings: torch.Tensor) -> torch.Tens
 
 
 # ---------------------------------------------------------------- rank programs
-def program(rank: int, world: int, port: int, out: str, steps: tuple[str, ...], ckpt: str) -> None:
+def _run_steps(rank: int, world: int, out: str, steps: tuple[str, ...], ckpt: str) -> None:
     """Join the group, then run the named steps in order; the results so far are saved after each
     step to ``out/rank{r}.pt``."""
     from pml_proxy_anchor.distributed import init_distributed
@@ -164,6 +164,17 @@ def program(rank: int, world: int, port: int, out: str, steps: tuple[str, ...], 
     for step in steps:
         results.update(STEPS[step](rank, world, ckpt))
         torch.save(results, Path(out, f"rank{rank}.pt"))
+
+
+def program(rank: int, world: int, port: int, out: str, steps: tuple[str, ...], ckpt: str) -> None:
+    """:func:`_run_steps`, then all ranks leave the group together: rank 0 hosts the rendezvous
+    store, and a rank still tearing down its gloo threads after rank 0 has exited can abort
+    ("terminate called without an active exception")."""
+    from pml_proxy_anchor.distributed import barrier, cleanup
+
+    _run_steps(rank, world, out, steps, ckpt)
+    barrier("end of the test program")
+    cleanup()
 
 
 def equivalence_step(rank: int, world: int, ckpt: str) -> dict[str, Any]:
@@ -314,8 +325,13 @@ def _survive(rank: int, out: str, results: dict[str, Any]) -> None:
 def die_program(
     rank: int, world: int, port: int, out: str, steps: tuple[str, ...], ckpt: str
 ) -> None:
-    """:func:`program`, then the last rank exits with code 3 and the others hit a collective."""
-    program(rank, world, port, out, steps, ckpt)
+    """:func:`_run_steps`, then the last rank exits with code 3 and the others hit a collective.
+    The barrier first makes every rank finish the steps, so the failure can only come from the
+    collective after them."""
+    from pml_proxy_anchor.distributed import barrier
+
+    _run_steps(rank, world, out, steps, ckpt)
+    barrier("end of the steps")
     if rank == world - 1:
         os._exit(3)
     _survive(rank, out, torch.load(Path(out, f"rank{rank}.pt"), weights_only=False))
