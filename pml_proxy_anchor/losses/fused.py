@@ -246,15 +246,74 @@ def _no_autocast(device: torch.device) -> Any:
     return contextlib.nullcontext()
 
 
+def _forward_kernel(
+    ctx: Any,
+    embeddings: torch.Tensor,
+    proxies: torch.Tensor,
+    labels: torch.Tensor,
+    log_weights: torch.Tensor | None,
+    cfg: KernelConfig,
+    grad_weights: tuple[torch.Tensor, torch.Tensor] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward of both Functions: the per-proxy terms and, with ``grad_weights`` (and an input
+    that needs a gradient), the eager gradients, kept in ``ctx.saved_grads``."""
+    eager = grad_weights is not None and (ctx.needs_input_grad[0] or ctx.needs_input_grad[1])
+    weights = grad_weights if eager and grad_weights is not None else (None, None)
+    with _no_autocast(embeddings.device):
+        pos, neg, gx, gp = proxy_anchor_terms(
+            embeddings, proxies, labels, log_weights, cfg, weights[0], weights[1]
+        )
+    ctx.cfg = cfg
+    ctx.dtypes = (embeddings.dtype, proxies.dtype)
+    ctx.saved_grads = (gx, gp) if eager else None
+    return pos, neg
+
+
+def _eager_grads(ctx: Any, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward's gradients times ``scale``, consumed in place (a second backward
+    recomputes)."""
+    gx, gp = ctx.saved_grads
+    ctx.saved_grads = None
+    if scale != 1.0:
+        gx.mul_(scale)
+        gp.mul_(scale)
+    return gx, gp
+
+
+def _recomputed_grads(
+    ctx: Any,
+    embeddings: torch.Tensor,
+    proxies: torch.Tensor,
+    labels: torch.Tensor,
+    log_weights: torch.Tensor | None,
+    pos_grad_weights: torch.Tensor,
+    neg_grad_weights: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradients for the given upstream weights of the terms, recomputed chunk by chunk."""
+    with _no_autocast(embeddings.device):
+        _, _, gx, gp = proxy_anchor_terms(
+            embeddings, proxies, labels, log_weights, ctx.cfg, pos_grad_weights, neg_grad_weights
+        )
+    assert gx is not None and gp is not None
+    return gx, gp
+
+
+def _input_grads(ctx: Any, gx: torch.Tensor, gp: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    """What ``backward`` returns: the gradients in the input dtypes, None for the rest."""
+    dx = gx.to(ctx.dtypes[0]) if ctx.needs_input_grad[0] else None
+    dp = gp.to(ctx.dtypes[1]) if ctx.needs_input_grad[1] else None
+    return dx, dp, None, None, None, None, None
+
+
 class FusedProxyAnchorFunction(torch.autograd.Function):
     """Autograd Function ``(X, P) -> (pos_terms, neg_terms)`` for dot-product-type similarities.
 
     Forward: one chunked pass. If ``pos_grad_weights``/``neg_grad_weights`` (the predicted
     derivative of the reduced loss w.r.t. each term) are given, the gradients are computed in the
     same pass and ``backward`` just scales them by the observed factor ``k`` (when
-    ``grad_pos = k * g+`` and ``grad_neg = k * g-``, e.g. MeanReducer/SumReducer/DivisorReducer:
-    3 GEMMs in total). Otherwise (or when the check fails, or on a second backward) ``backward``
-    recomputes chunk by chunk with the actual upstream gradients: exact for any reducer.
+    ``grad_pos = k * g+`` and ``grad_neg = k * g-``). Otherwise (or when the check fails, or on a
+    second backward) ``backward`` recomputes chunk by chunk with the actual upstream gradients:
+    exact for any reducer.
     """
 
     @staticmethod
@@ -268,49 +327,29 @@ class FusedProxyAnchorFunction(torch.autograd.Function):
         pos_grad_weights: torch.Tensor | None,
         neg_grad_weights: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        eager = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        eager = eager and pos_grad_weights is not None and neg_grad_weights is not None
-        with _no_autocast(embeddings.device):
-            pos, neg, gx, gp = proxy_anchor_terms(
-                embeddings,
-                proxies,
-                labels,
-                log_weights,
-                cfg,
-                pos_grad_weights if eager else None,
-                neg_grad_weights if eager else None,
-            )
-        ctx.cfg = cfg
-        ctx.dtypes = (embeddings.dtype, proxies.dtype)
-        ctx.saved_grads = (gx, gp) if eager else None
-        ctx.predicted = (pos_grad_weights, neg_grad_weights) if eager else None
+        predicted = None
+        if pos_grad_weights is not None and neg_grad_weights is not None:
+            predicted = (pos_grad_weights, neg_grad_weights)
+        pos, neg = _forward_kernel(ctx, embeddings, proxies, labels, log_weights, cfg, predicted)
+        ctx.predicted = predicted
         ctx.save_for_backward(embeddings, proxies, labels, log_weights)
         return pos, neg
 
     @staticmethod
     def backward(  # type: ignore[override]
-        ctx: Any, grad_pos: torch.Tensor, grad_neg: torch.Tensor
+        ctx: Any, grad_pos: torch.Tensor | None, grad_neg: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, ...]:
         embeddings, proxies, labels, log_weights = ctx.saved_tensors
         grad_pos = grad_pos if grad_pos is not None else torch.zeros_like(proxies[:, 0])
         grad_neg = grad_neg if grad_neg is not None else torch.zeros_like(proxies[:, 0])
-        gx = gp = None
         scale = _common_scale(grad_pos, grad_neg, ctx.predicted) if ctx.saved_grads else None
         if scale is not None:
-            gx, gp = ctx.saved_grads
-            ctx.saved_grads = None  # consumed in place: a second backward recomputes
-            if scale != 1.0:
-                gx.mul_(scale)
-                gp.mul_(scale)
+            gx, gp = _eager_grads(ctx, scale)
         else:
-            with _no_autocast(embeddings.device):
-                _, _, gx, gp = proxy_anchor_terms(
-                    embeddings, proxies, labels, log_weights, ctx.cfg, grad_pos, grad_neg
-                )
-        assert gx is not None and gp is not None
-        dx = gx.to(ctx.dtypes[0]) if ctx.needs_input_grad[0] else None
-        dp = gp.to(ctx.dtypes[1]) if ctx.needs_input_grad[1] else None
-        return dx, dp, None, None, None, None, None
+            gx, gp = _recomputed_grads(
+                ctx, embeddings, proxies, labels, log_weights, grad_pos, grad_neg
+            )
+        return _input_grads(ctx, gx, gp)
 
 
 class FusedProxyAnchorSums(torch.autograd.Function):
@@ -334,23 +373,10 @@ class FusedProxyAnchorSums(torch.autograd.Function):
         pos_weights: torch.Tensor,
         neg_weights: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        eager = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        with _no_autocast(embeddings.device):
-            pos, neg, gx, gp = proxy_anchor_terms(
-                embeddings,
-                proxies,
-                labels,
-                log_weights,
-                cfg,
-                pos_weights if eager else None,
-                neg_weights if eager else None,
-            )
-            sums = torch.stack(
-                [pos.dot(pos_weights.to(pos.dtype)), neg.dot(neg_weights.to(neg.dtype))]
-            )
-        ctx.cfg = cfg
-        ctx.dtypes = (embeddings.dtype, proxies.dtype)
-        ctx.saved_grads = (gx, gp) if eager else None
+        pos, neg = _forward_kernel(
+            ctx, embeddings, proxies, labels, log_weights, cfg, (pos_weights, neg_weights)
+        )
+        sums = torch.stack([pos.dot(pos_weights.to(pos.dtype)), neg.dot(neg_weights.to(neg.dtype))])
         ctx.save_for_backward(embeddings, proxies, labels, log_weights, pos_weights, neg_weights)
         return sums[0], sums[1]
 
@@ -363,26 +389,18 @@ class FusedProxyAnchorSums(torch.autograd.Function):
             [g if g is not None else pos_weights.new_zeros(()) for g in (grad_pos, grad_neg)]
         ).tolist()
         if ctx.saved_grads is not None and k_pos == k_neg:
-            gx, gp = ctx.saved_grads
-            ctx.saved_grads = None  # consumed in place: a second backward recomputes
-            if k_pos != 1.0:
-                gx.mul_(k_pos)
-                gp.mul_(k_pos)
+            gx, gp = _eager_grads(ctx, k_pos)
         else:
-            with _no_autocast(embeddings.device):
-                _, _, gx, gp = proxy_anchor_terms(
-                    embeddings,
-                    proxies,
-                    labels,
-                    log_weights,
-                    ctx.cfg,
-                    pos_weights * k_pos,
-                    neg_weights * k_neg,
-                )
-        assert gx is not None and gp is not None
-        dx = gx.to(ctx.dtypes[0]) if ctx.needs_input_grad[0] else None
-        dp = gp.to(ctx.dtypes[1]) if ctx.needs_input_grad[1] else None
-        return dx, dp, None, None, None, None, None
+            gx, gp = _recomputed_grads(
+                ctx,
+                embeddings,
+                proxies,
+                labels,
+                log_weights,
+                pos_weights * k_pos,
+                neg_weights * k_neg,
+            )
+        return _input_grads(ctx, gx, gp)
 
 
 def _common_scale(
