@@ -19,9 +19,10 @@ get ``dl/dx = sum_r dl_r/dx`` from the gather's backward (a sum over ranks); und
 averages the model's gradients, the gather multiplies them by N (``ddp_average=True``) so that the
 averaged parameter gradients equal the single-process gradients of the global-batch loss.
 
-The per-proxy terms and their closed-form gradients come from the loss team's chunked kernel
-(:func:`pml_proxy_anchor.losses.fused.proxy_anchor_terms`): out-of-slice samples are given the
-label of one extra zero "sink" row whose terms have weight 0.
+The two weighted sums and their closed-form gradients come from the loss team's chunked kernel
+(:func:`pml_proxy_anchor.losses.fused.fused_proxy_anchor_sums`): out-of-slice samples get the
+local label ``C_r``, which the kernel reads as "own proxy on another rank" (a negative of every
+local proxy).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from pml_proxy_anchor.losses.fused import (
     KernelConfig,
     auto_chunk_size,
     compute_dtype,
-    proxy_anchor_terms,
+    fused_proxy_anchor_sums,
 )
 from pml_proxy_anchor.losses.validation import validate_hyperparameters, validate_inputs
 
@@ -65,57 +66,6 @@ def shard_bounds(num_classes: int, world_size: int, rank: int) -> tuple[int, int
     base, extra = divmod(int(num_classes), int(world_size))
     lo = rank * base + min(rank, extra)
     return lo, lo + base + (1 if rank < extra else 0)
-
-
-class _ShardTerms(torch.autograd.Function):
-    """``(X, P_shard) -> l_r = sum(w+ * pos) + sum(w- * neg)`` with eager closed-form gradients."""
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any,
-        embeddings: torch.Tensor,
-        proxies: torch.Tensor,
-        labels: torch.Tensor,
-        log_weights: torch.Tensor | None,
-        cfg: KernelConfig,
-        pos_w: torch.Tensor,
-        neg_w: torch.Tensor,
-    ) -> torch.Tensor:
-        want = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            sink = proxies.new_zeros((1, proxies.shape[1]))
-            extended = torch.cat([proxies.detach(), sink])  # (C_r + 1, D)
-            pos, neg, gx, gp = proxy_anchor_terms(
-                embeddings.detach(),
-                extended,
-                labels,
-                log_weights,
-                cfg,
-                pos_w if want else None,
-                neg_w if want else None,
-            )
-            del extended
-            value = (pos * pos_w).sum() + (neg * neg_w).sum()
-        ctx.grads = (gx, gp[:-1] if gp is not None else None)
-        ctx.dtypes = (embeddings.dtype, proxies.dtype)
-        return value
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        gx, gp = ctx.grads
-        ctx.grads = (None, None)
-        if gx is None or gp is None:
-            raise RuntimeError(
-                "ShardedProxyAnchorLoss supports one backward pass per forward pass; call the "
-                "loss again before a second backward."
-            )
-        k = float(grad)
-        if k != 1.0:  # in place: the buffers are this call's own
-            gx.mul_(k)
-            gp.mul_(k)
-        dx = gx.to(ctx.dtypes[0]) if ctx.needs_input_grad[0] else None
-        dp = gp.to(ctx.dtypes[1]) if ctx.needs_input_grad[1] else None
-        return dx, dp, None, None, None, None, None
 
 
 class ShardedProxyAnchorLoss(nn.Module):
@@ -256,18 +206,20 @@ class ShardedProxyAnchorLoss(nn.Module):
         rows = self.hi - self.lo
         in_shard = (y >= self.lo) & (y < self.hi)
         local_labels = torch.where(in_shard, y - self.lo, torch.full_like(y, rows))
-        pos_w = torch.zeros(rows + 1, dtype=dtype, device=x.device)
+        pos_w = torch.zeros(rows, dtype=dtype, device=x.device)
         local_pos = pos_classes[(pos_classes >= self.lo) & (pos_classes < self.hi)] - self.lo
         if num_pos:
             pos_w[local_pos] = 1.0 / num_pos
-        neg_w = torch.full((rows + 1,), 1.0 / self.num_classes, dtype=dtype, device=x.device)
-        neg_w[rows] = 0.0
+        neg_w = torch.full((rows,), 1.0 / self.num_classes, dtype=dtype, device=x.device)
         if x.shape[0] == 0:
             local = x.sum() * 0 + self.proxies.sum() * 0
         else:
-            chunk = self.chunk_size or auto_chunk_size(x.shape[0], rows + 1, self.chunk_bytes)
+            chunk = self.chunk_size or auto_chunk_size(x.shape[0], rows, self.chunk_bytes)
             cfg = KernelConfig(self.alpha, self.margin, self.normalize, int(chunk))
-            local = _ShardTerms.apply(x, self.proxies, local_labels, log_weights, cfg, pos_w, neg_w)
+            pos_sum, neg_sum = fused_proxy_anchor_sums(
+                x, self.proxies, local_labels, log_weights, cfg, pos_w, neg_w
+            )
+            local = pos_sum + neg_sum
         total = all_reduce_sum(local.detach())
         return local + (total - local).detach()
 

@@ -117,6 +117,9 @@ def proxy_anchor_terms(
     """The per-proxy terms ``(pos, neg)`` (each ``(C,)``, ``pos`` is 0 outside P+) and, when the
     upstream weights ``g+``/``g-`` are given, the gradients ``(dX, dP)`` of
     ``sum(g+ * pos) + sum(g- * neg)``. Runs without autograd; autocast must be off.
+
+    ``labels`` lie in ``[0, C]``; the label ``C`` marks a sample whose own proxy is not among
+    ``proxies`` (a class-sharded loss: it is then a negative of every proxy here).
     """
     dtype = compute_dtype(embeddings, proxies)
     device = embeddings.device
@@ -156,7 +159,10 @@ def proxy_anchor_terms(
     # Two (batch, chunk) workspaces, allocated once: the logits and their exponentials.
     work_l = torch.empty(batch * chunk, dtype=dtype, device=device)
     work_e = torch.empty(batch * chunk, dtype=dtype, device=device)
-    if chunk < num_classes:  # which samples have their own proxy in which chunk
+    # One chunk holding every sample's own proxy takes them all in order; otherwise the samples
+    # are grouped by the chunk their own proxy is in (label C: in none).
+    whole = chunk >= num_classes and (batch == 0 or int(labels.max()) < num_classes)
+    if not whole:
         order = torch.argsort(labels)
         edges = torch.arange(0, num_classes + chunk, chunk, device=device).clamp_max_(num_classes)
         own_bounds = torch.searchsorted(labels[order], edges).tolist()
@@ -169,11 +175,11 @@ def proxy_anchor_terms(
             logits.mul_(col_scale[start:stop])  # z = alpha * cos, (B, k)
         else:
             logits.mul_(alpha)
-        if chunk < num_classes:
+        if whole:
+            own, cols = torch.arange(batch, device=device), labels
+        else:
             own = order[own_bounds[i] : own_bounds[i + 1]]  # samples whose proxy is in the chunk
             cols = labels[own] - start
-        else:
-            own, cols = torch.arange(batch, device=device), labels
 
         # positive term, from the own-proxy logits (classes are whole within a chunk)
         z_own = logits[own, cols]

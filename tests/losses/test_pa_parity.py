@@ -285,3 +285,26 @@ def test_auto_chunk_size_bounds_the_workspaces(batch):
     if 64 < rows < classes:
         assert 2 * 4 * batch * (rows + 1) > budget  # and as large as the budget allows
     assert auto_chunk_size(batch, 10, budget) == 10  # never more rows than classes
+
+
+@pytest.mark.parametrize("chunk", [2, 100])
+def test_label_c_means_own_proxy_elsewhere(chunk):
+    # Label C (one past the last proxy): the sample's own proxy is not here (a class shard), so
+    # it is a negative of every proxy; the terms of proxies 0..C-1 are those of the full set.
+    x, labels = make_batch(12, 7, 5, "random", seed=13)
+    labels[[1, 4, 9]] = 6  # class 6's proxy lives "on another rank"
+    full = torch.randn(7, 5, dtype=torch.float64)
+    local = full[:6]
+    cfg = KernelConfig(alpha=32.0, margin=0.1, normalize=True, chunk_size=chunk)
+    pos, neg = fused_proxy_anchor_terms(x.double(), local, labels, None, cfg)
+    ref_pos, ref_neg, ref_ids = reference_terms(x, full, labels, 32.0, 0.1)
+    local_ids = ref_ids[ref_ids < 6]
+    torch.testing.assert_close(pos[local_ids], ref_pos[ref_ids < 6], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(neg, ref_neg[:6], rtol=1e-12, atol=1e-12)
+
+    def sums(a, b):
+        w = torch.full((6,), 0.2, dtype=torch.float64)
+        return fused_proxy_anchor_sums(a, b, labels, None, cfg, w, w)
+
+    inputs = (x.double().requires_grad_(True), local.clone().requires_grad_(True))
+    assert torch.autograd.gradcheck(sums, inputs, eps=1e-6, atol=1e-7)
