@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from importlib import metadata
-from typing import Any
+from typing import Any, TypeVar
+
+from pml_proxy_anchor.errors import UserError
+
+T = TypeVar("T")
 
 ENTRY_POINT_GROUP = "pytorch_metric_learning.losses"
 KINDS = ("losses", "miners", "reducers", "distances", "regularizers", "samplers")
@@ -30,11 +34,43 @@ _KIND_OF: dict[str, str] = {}
 _LOADED = False
 
 
-class RegistryError(KeyError, ValueError):
+class RegistryError(UserError, KeyError, ValueError):
     """Unknown name or malformed spec; the message lists the closest registered names."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+def close_matches(name: str, known: Iterable[str], n: int = 5) -> list[str]:
+    """The names in ``known`` closest to ``name`` (difflib), case-insensitively as a fallback."""
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=n, cutoff=0.6)
+    if not close:  # try case-insensitively, e.g. "proxyanchorloss"
+        lowered = {k.lower(): k for k in known}
+        close = [lowered[m] for m in difflib.get_close_matches(name.lower(), list(lowered), n=n)]
+    return close
+
+
+def choose(name: Any, table: Mapping[str, T], what: str) -> T:
+    """``table[name]``, or a :class:`RegistryError` naming ``what`` and the closest names.
+
+    The one lookup with a did-you-mean hint used for every name-to-thing table of the package
+    (registered classes, data sets, backbones, optimizers): ``what`` is the config key or the
+    kind of thing, e.g. ``"data.name"``.
+    """
+    if not isinstance(name, str):
+        raise RegistryError(
+            f"{what} must be a name (a string), one of {', '.join(sorted(table))}; got {name!r}."
+        )
+    if name in table:
+        return table[name]
+    close = close_matches(name, table)
+    hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "no close match."
+    raise RegistryError(
+        f"unknown {what} {name!r}: {hint} Known: {', '.join(sorted(table))}."
+        if len(table) <= 30
+        else f"unknown {what} {name!r}: {hint}"
+    )
 
 
 def _pml_classes(kind: str) -> dict[str, type]:
@@ -91,10 +127,7 @@ def names(kind: str | None = None) -> list[str]:
 
 
 def _unknown(name: str) -> RegistryError:
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.6)
-    if not close:  # try case-insensitively, e.g. "proxyanchorloss"
-        lowered = {n.lower(): n for n in _REGISTRY}
-        close = [lowered[m] for m in difflib.get_close_matches(name.lower(), list(lowered), n=5)]
+    close = close_matches(name, _REGISTRY)
     hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "no close match."
     return RegistryError(
         f"unknown name {name!r}: {hint} (registry.names() lists all {len(_REGISTRY)} names)"
