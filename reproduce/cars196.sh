@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce Proxy-Anchor on Cars-196 (SPEC.md section 2 recipe, 60 epochs, embedding 512).
+# Reproduce Proxy-Anchor on Cars-196 (docs/paper.md section 2 recipe, 60 epochs, embedding 512).
 # Usage: reproduce/cars196.sh DATA_ROOT WEIGHTS [RUN_DIR] [key=value overrides...]
 #   DATA_ROOT  the data set folder (layout: reproduce/DATASETS.md)
 #   WEIGHTS    bn_inception-52deb4733.pth (or the torchvision ResNet-50 file with BACKBONE=resnet50)

@@ -13,12 +13,13 @@ https://github.com/brendenlake/omniglot, MIT licence) and writes
 Greek and Latin appear in both zips; their copies are deduplicated by
 ``alphabet/character/file name`` after checking that the decoded pixels are identical.
 
-Usage::
+For developers of this repository (the bundle is already in the package). Usage::
 
     python tools/build_omniglot_bundle.py \\
-        --zips ../shared/data/omniglot/images_background_small1.zip \\
-               ../shared/data/omniglot/images_background_small2.zip \\
+        --zips DOWNLOADS/images_background_small1.zip DOWNLOADS/images_background_small2.zip \\
         --out pml_proxy_anchor/data/assets
+
+with the two zips of https://github.com/brendenlake/omniglot/tree/master/python.
 """
 
 from __future__ import annotations
@@ -120,11 +121,14 @@ def write_bundle(images: dict[tuple[str, str, str], np.ndarray], out_dir: Path) 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     repo = Path(__file__).resolve().parents[1]
-    default_zips = [
-        repo.parent / "shared/data/omniglot" / f"images_background_small{i}.zip" for i in (1, 2)
-    ]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--zips", nargs="+", type=Path, default=default_zips)
+    parser.add_argument(
+        "--zips",
+        nargs="+",
+        type=Path,
+        required=True,
+        help="images_background_small1.zip and images_background_small2.zip",
+    )
     parser.add_argument("--license", type=Path, default=None, help="LICENSE file to copy")
     parser.add_argument("--out", type=Path, default=repo / "pml_proxy_anchor/data/assets")
     args = parser.parse_args(argv)

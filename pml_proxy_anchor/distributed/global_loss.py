@@ -1,6 +1,6 @@
 """Exact global-batch Proxy-Anchor loss under data parallelism (replicated proxies).
 
-Kim et al., CVPR 2020: the loss of SPEC.md section 1,
+Kim et al., CVPR 2020: the loss of docs/paper.md section 1,
 
     l(X) = 1/|P+| sum_{p in P+} Softplus(LSE_{x in X+_p} -alpha (s(x,p) - delta))
          + 1/|P|  sum_{p in P}  Softplus(LSE_{x in X-_p}  alpha (s(x,p) + delta)),

@@ -1,6 +1,6 @@
 """Class-sharded Proxy-Anchor loss: each rank holds and trains only its slice of the proxies.
 
-Kim et al., CVPR 2020 (SPEC.md section 1). The loss is a sum over proxies,
+Kim et al., CVPR 2020 (docs/paper.md section 1). The loss is a sum over proxies,
 
     l(X) = 1/|P+| sum_{p in P+} pos_p(X) + 1/|P| sum_{p in P} neg_p(X),
 
@@ -19,7 +19,7 @@ get ``dl/dx = sum_r dl_r/dx`` from the gather's backward (a sum over ranks); und
 averages the model's gradients, the gather multiplies them by N (``ddp_average=True``) so that the
 averaged parameter gradients equal the single-process gradients of the global-batch loss.
 
-The two weighted sums and their closed-form gradients come from the loss team's chunked kernel
+The two weighted sums and their closed-form gradients come from the loss's chunked kernel
 (:func:`pml_proxy_anchor.losses.fused.fused_proxy_anchor_sums`): out-of-slice samples get the
 local label ``C_r``, which the kernel reads as "own proxy on another rank" (a negative of every
 local proxy).
