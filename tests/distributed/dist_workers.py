@@ -128,8 +128,9 @@ def reference_loss(
     proxies: torch.Tensor,
     weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """docs/paper.md section 1, written directly (exp form, float64), per-sample weights ``w`` multiplying
-    each exponential (w = 0 removes the sample): the independent reference of these tests."""
+    """docs/paper.md section 1, written directly (exp form, float64), per-sample weights ``w``
+    multiplying each exponential (w = 0 removes the sample): the independent reference of these
+    tests."""
     x, p = x.double(), proxies.double()
     s = torch.nn.functional.normalize(x, dim=1) @ torch.nn.functional.normalize(p, dim=1).T
     w = torch.ones(len(labels), dtype=torch.float64) if weights is None else weights.double()
