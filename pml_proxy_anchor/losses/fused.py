@@ -11,8 +11,8 @@ are per-sample weights (from a miner; ``w_x = 0`` removes ``x`` from both sums).
 "add one" trick ``Softplus(LSE(l)) = m + log(exp(-m) + sum exp(l - m))``, ``m = max(0, max l)``,
 which never overflows and is exact for empty sets (term 0).
 
-The gradient of SPEC.md section 1 is closed form. Given upstream per-proxy weights ``g+``/``g-``
-(the derivative of the reduced loss with respect to each term):
+The gradient of docs/paper.md section 1 is closed form. Given upstream per-proxy weights
+``g+``/``g-`` (the derivative of the reduced loss with respect to each term):
 
     dl/ds(x, p) = -g+_p alpha exp(l+_x - m+_p) / (exp(-m+_p) + sum exp(l+ - m+_p))   x in X+_p
     dl/ds(x, p) =  g-_p alpha exp(l-_x - m-_p) / (exp(-m-_p) + sum exp(l- - m-_p))   x in X-_p

@@ -1,5 +1,6 @@
-"""Independent float64 reference of the Proxy-Anchor loss, written directly from SPEC.md section 1
-(the exp form, which float64 holds without overflow for alpha * (1 + delta) up to ~700).
+"""Independent float64 reference of the Proxy-Anchor loss, written directly from
+docs/paper.md section 1 (the exp form, which float64 holds without overflow for
+alpha * (1 + delta) up to ~700).
 
 Shared by the loss tests; no code of the package is used here.
 """
@@ -71,7 +72,7 @@ def reference_loss(
     weights: torch.Tensor | None = None,
     kind: str = "cosine",
 ) -> torch.Tensor:
-    """l(X) = 1/|P+| sum pos_p + 1/|P| sum neg_p (SPEC.md section 1)."""
+    """l(X) = 1/|P+| sum pos_p + 1/|P| sum neg_p (docs/paper.md section 1)."""
     pos, neg, _ = reference_terms(x, p, labels, alpha, delta, weights, kind)
     pos_part = pos.sum() / len(pos) if len(pos) else pos.sum()
     return pos_part + neg.sum() / p.shape[0]

@@ -1,5 +1,6 @@
-"""Parity of the Proxy-Anchor loss with an independent float64 reference (SPEC.md section 1),
-with PML's built-in, between the fused and the generic path, and gradcheck of the fused kernel."""
+"""Parity of the Proxy-Anchor loss with an independent float64 reference (docs/paper.md
+section 1), with PML's built-in, between the fused and the generic path, and gradcheck of the
+fused kernel."""
 
 from __future__ import annotations
 
