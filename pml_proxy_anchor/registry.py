@@ -1,17 +1,23 @@
 """Names to classes over this package and pytorch-metric-learning (PML), and ``build(spec)``.
 
 A *spec* is a plain name (``"MeanReducer"``) or a dict with exactly one key, the class name, whose
-value holds the constructor arguments::
+value holds the constructor arguments (or null)::
 
     build({"ProxyAnchorLoss": {"num_classes": 100, "embedding_size": 512,
                                "distance": {"CosineSimilarity": {}},
-                               "reducer": {"MeanReducer": {}}}})
+                               "reducer": "MeanReducer"}})
 
-Arguments are built recursively: a nested dict with exactly one key that is a registered name is
-an object. ``"ProxyAnchorLoss"`` is this package's loss, ``"pml.ProxyAnchorLoss"`` PML's built-in;
-every other PML loss, miner, reducer, distance, regularizer and sampler is available under its
-own name and under ``"pml.<name>"``. Losses declared by other packages under the entry-point
-group ``pytorch_metric_learning.losses`` are added too (never overriding a name above).
+:func:`parse_spec` is the one parser of specs in the package (the config loader and the training
+builders use it too). Arguments are built recursively: a nested dict with exactly one key that is a
+registered name is an object. An argument that takes an object of one kind (:data:`ARGUMENT_KINDS`:
+``distance``, ``reducer``, ``embedding_regularizer``, ``weight_regularizer``, ``miner``, ``loss``)
+must be a spec of that kind (a bare name is a spec without arguments) or null; anything else, such
+as a miner given as ``reducer`` or ``distance: 5``, is refused naming the argument's path.
+
+``"ProxyAnchorLoss"`` is this package's loss, ``"pml.ProxyAnchorLoss"`` PML's built-in; every other
+PML loss, miner, reducer, distance, regularizer and sampler is available under its own name and
+under ``"pml.<name>"``. Losses declared by other packages under the entry-point group
+``pytorch_metric_learning.losses`` are added too (never overriding a name above).
 """
 
 from __future__ import annotations
@@ -28,6 +34,32 @@ T = TypeVar("T")
 
 ENTRY_POINT_GROUP = "pytorch_metric_learning.losses"
 KINDS = ("losses", "miners", "reducers", "distances", "regularizers", "samplers")
+# One of each kind, for messages.
+_EXAMPLE = {
+    "losses": "ProxyAnchorLoss",
+    "miners": "MultiSimilarityMiner",
+    "reducers": "MeanReducer",
+    "distances": "CosineSimilarity",
+    "regularizers": "LpRegularizer",
+    "samplers": "MPerClassSampler",
+}
+_SINGULAR = {
+    "losses": "loss",
+    "miners": "miner",
+    "reducers": "reducer",
+    "distances": "distance",
+    "regularizers": "regularizer",
+    "samplers": "sampler",
+}
+ARGUMENT_KINDS: dict[str, str] = {
+    "distance": "distances",
+    "reducer": "reducers",
+    "embedding_regularizer": "regularizers",
+    "weight_regularizer": "regularizers",
+    "miner": "miners",
+    "loss": "losses",
+}
+"""Constructor arguments (of any class) that take an object of one kind."""
 
 _REGISTRY: dict[str, type] = {}
 _KIND_OF: dict[str, str] = {}
@@ -35,7 +67,7 @@ _LOADED = False
 
 
 class RegistryError(UserError, KeyError, ValueError):
-    """Unknown name or malformed spec; the message lists the closest registered names."""
+    """Unknown name, malformed spec or a spec of the wrong kind; the message names the place."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
@@ -106,8 +138,11 @@ def _load() -> None:
 
 
 def register(name: str, cls: type, kind: str = "losses", overwrite: bool = False) -> type:
-    """Add ``cls`` under ``name`` (e.g. a project-specific loss); returns ``cls``."""
+    """Add ``cls`` under ``name`` as one of ``kind`` (e.g. a project-specific loss); returns
+    ``cls``."""
     _load()
+    if kind not in KINDS:
+        raise RegistryError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
     if name in _REGISTRY and not overwrite and _REGISTRY[name] is not cls:
         raise RegistryError(
             f"the name {name!r} is already registered to {_REGISTRY[name].__qualname__}; "
@@ -126,70 +161,199 @@ def names(kind: str | None = None) -> list[str]:
     return sorted(n for n in _REGISTRY if kind is None or _KIND_OF.get(n) == kind)
 
 
-def _unknown(name: str) -> RegistryError:
+def kind_of(name: str) -> str | None:
+    """The kind (``"losses"``, ``"miners"``, ...) of a registered name, None if unknown."""
+    _load()
+    return _KIND_OF.get(name)
+
+
+def _at(where: str | None) -> str:
+    return f"{where}: " if where else ""
+
+
+def _unknown(name: str, where: str | None = None) -> RegistryError:
     close = close_matches(name, _REGISTRY)
     hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "no close match."
     return RegistryError(
-        f"unknown name {name!r}: {hint} (registry.names() lists all {len(_REGISTRY)} names)"
+        f"{_at(where)}unknown name {name!r}: {hint} "
+        f"(registry.names() lists all {len(_REGISTRY)} names)"
     )
 
 
-def get(name: str) -> type:
-    """The class registered under ``name``; ``RegistryError`` with close matches otherwise."""
+def get(name: str, where: str | None = None) -> type:
+    """The class registered under ``name``; ``RegistryError`` with close matches otherwise.
+
+    ``where`` (e.g. the config key ``"loss"``) is named in the error.
+    """
     _load()
     if not isinstance(name, str):
-        raise RegistryError(f"a registry name must be a string; got {name!r}")
+        raise RegistryError(f"{_at(where)}a registry name must be a string; got {name!r}")
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise _unknown(name) from None
+        raise _unknown(name, where) from None
+
+
+def parse_spec(spec: Any, where: str = "spec") -> tuple[str, dict[str, Any]]:
+    """``(class name, arguments)`` of a spec: ``"Name"`` or ``{Name: {arguments} or null}``.
+
+    The one parser of specs; ``where`` (a config key such as ``"loss"``) is named in the error.
+    The name is not looked up (see :func:`get`).
+    """
+    if isinstance(spec, str):
+        if not spec.strip():
+            raise RegistryError(f"{where} is an empty name; expected a class name or a spec.")
+        return spec, {}
+    if isinstance(spec, Mapping) and len(spec) == 1:
+        ((name, args),) = spec.items()
+        if not isinstance(name, str):
+            raise RegistryError(f"{where}: the class name must be a string; got {name!r}.")
+        if args is None:
+            return name, {}
+        if not isinstance(args, Mapping):
+            raise RegistryError(
+                f"{where}: the arguments of {name!r} must be a mapping of argument names to "
+                f"values (or null); got {args!r}. Fix: {{{name}: {{argument: value}}}}."
+            )
+        return name, {str(k): v for k, v in args.items()}
+    raise RegistryError(
+        f"{where} must be a spec: a class name such as 'MeanReducer', or a mapping with exactly "
+        f"one key, the class name, mapping to its arguments, e.g. {{MeanReducer: {{}}}}; "
+        f"got {spec!r}."
+    )
+
+
+def spec_name(spec: Any) -> str | None:
+    """The class name of a well-formed spec (see :func:`parse_spec`), else None."""
+    try:
+        return parse_spec(spec)[0]
+    except RegistryError:
+        return None
+
+
+def accepts(cls: type, argument: str) -> bool:
+    """Whether the constructor of ``cls`` names ``argument`` (``**kwargs`` does not count)."""
+    try:
+        parameter = inspect.signature(cls).parameters.get(argument)
+    except (TypeError, ValueError):
+        return False
+    return parameter is not None and parameter.kind not in (
+        inspect.Parameter.VAR_POSITIONAL,
+        inspect.Parameter.VAR_KEYWORD,
+    )
 
 
 def _looks_like_class_name(key: Any) -> bool:
-    return isinstance(key, str) and key[:1].isupper() or str(key).startswith("pml.")
+    return isinstance(key, str) and (key[:1].isupper() or key.startswith("pml."))
 
 
-def _is_object_spec(value: Any) -> bool:
+def _is_nested_spec(value: Any) -> bool:
+    """Whether an argument value is an object spec (a one-key mapping naming a class)."""
     if not isinstance(value, Mapping) or len(value) != 1:
         return False
     ((key, args),) = value.items()
-    if key in _REGISTRY:
-        return args is None or isinstance(args, Mapping)
-    if _looks_like_class_name(key) and (args is None or isinstance(args, Mapping)):
-        raise _unknown(str(key))
-    return False
+    if not (args is None or isinstance(args, Mapping)):
+        return False
+    return key in _REGISTRY or _looks_like_class_name(key)
 
 
-def _build_value(value: Any) -> Any:
-    if _is_object_spec(value):
-        return build(value)
+def _check_kind(name: str, kind: str | None, where: str) -> None:
+    if kind is None:
+        return
+    actual = _KIND_OF.get(name)
+    if actual == kind:
+        return
+    what = f"a {_SINGULAR[actual]}" if actual in _SINGULAR else "not a registered kind"
+    raise RegistryError(
+        f"{where} names {name!r}, {what}; expected a {_SINGULAR[kind]} such as "
+        f"{_EXAMPLE[kind]!r} (registry.names({kind!r}) lists them)."
+    )
+
+
+def _argument(value: Any, where: str, kind: str | None, construct: bool) -> Any:
+    if kind is not None:  # an argument that takes an object of one kind
+        if value is None:
+            return None
+        if isinstance(value, (str, Mapping)):
+            return _object(value, where, kind, construct, {}, {})
+        if _is_instance_of_kind(value, kind):
+            return value  # an object built by the caller
+        raise RegistryError(
+            f"{where} must be a {_SINGULAR[kind]}: a name such as {_EXAMPLE[kind]!r} or "
+            f"{{{_EXAMPLE[kind]}: {{arguments}}}}, or null; got {value!r}."
+        )
+    if _is_nested_spec(value):
+        return _object(value, where, None, construct, {}, {})
     if isinstance(value, Mapping):
-        return {k: _build_value(v) for k, v in value.items()}
+        return {k: _argument(v, f"{where}.{k}", None, construct) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_build_value(v) for v in value)
+        return type(value)(
+            _argument(v, f"{where}[{i}]", None, construct) for i, v in enumerate(value)
+        )
     return value
 
 
-def build(spec: str | Mapping[str, Any], **overrides: Any) -> Any:
-    """Instantiate a spec (see the module docstring); ``overrides`` are extra constructor
-    arguments for the top-level object (e.g. ``labels=`` for a sampler)."""
-    _load()
-    if isinstance(spec, str):
-        return get(spec)(**overrides)
-    if not isinstance(spec, Mapping) or len(spec) != 1:
-        raise RegistryError(
-            "a spec is a name or a dict with exactly one key (the class name) mapping to its "
-            f"arguments, e.g. {{'MeanReducer': {{}}}}; got {spec!r}"
-        )
-    ((name, args),) = spec.items()
-    cls = get(str(name))
-    if args is not None and not isinstance(args, Mapping):
-        raise RegistryError(f"the arguments of {name!r} must be a dict (or null); got {args!r}")
-    kwargs = {str(k): _build_value(v) for k, v in dict(args or {}).items()}
+def _is_instance_of_kind(value: Any, kind: str) -> bool:
+    return any(
+        isinstance(value, cls) for name, cls in _REGISTRY.items() if _KIND_OF.get(name) == kind
+    )
+
+
+def _object(
+    spec: Any,
+    where: str,
+    kind: str | None,
+    construct: bool,
+    defaults: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+) -> Any:
+    name, args = parse_spec(spec, where)
+    cls = get(name, where)
+    _check_kind(name, kind, where)
+    kwargs = {
+        key: _argument(value, f"{where}.{name}.{key}", ARGUMENT_KINDS.get(key), construct)
+        for key, value in args.items()
+    }
+    if not construct:
+        return cls
+    for key, value in defaults.items():
+        if key not in kwargs and accepts(cls, key):
+            kwargs[key] = value
     kwargs.update(overrides)
     try:
         return cls(**kwargs)
-    except TypeError as err:
+    except (TypeError, ValueError, AssertionError) as err:
         raise RegistryError(
-            f"could not build {name!r} with arguments {sorted(kwargs)}: {err}"
+            f"could not build {name!r} ({where}) with arguments {sorted(kwargs)}: {err}"
         ) from err
+
+
+def check(spec: Any, kind: str | None = None, where: str = "spec") -> type:
+    """Parse ``spec`` and check every name in it (and the kinds of :data:`ARGUMENT_KINDS`
+    arguments) without building anything; returns the top-level class."""
+    _load()
+    if kind is not None and kind not in KINDS:
+        raise RegistryError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    return _object(spec, where, kind, False, {}, {})
+
+
+def build(
+    spec: str | Mapping[str, Any],
+    *,
+    kind: str | None = None,
+    where: str = "spec",
+    defaults: Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> Any:
+    """Instantiate a spec (see the module docstring).
+
+    ``kind`` (one of :data:`KINDS`): the top-level class must be of that kind. ``where``: the
+    place of the spec named in errors (a config key such as ``"loss"``). ``defaults``: arguments
+    passed where the class's constructor names them and the spec does not set them (e.g.
+    ``num_classes``). ``overrides``: extra constructor arguments, always passed (e.g.
+    ``labels=`` for a sampler).
+    """
+    _load()
+    if kind is not None and kind not in KINDS:
+        raise RegistryError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    return _object(spec, where, kind, True, defaults or {}, overrides)
