@@ -47,7 +47,13 @@ from .fused import (
     fused_proxy_anchor_sums,
     fused_proxy_anchor_terms,
 )
-from .validation import validate_hyperparameters, validate_inputs
+from .validation import (
+    LossInputError,
+    check_flag,
+    validate_hyperparameters,
+    validate_indices_tuple,
+    validate_inputs,
+)
 
 LossDict = dict[str, dict[str, Any]]
 
@@ -58,8 +64,9 @@ class ProxyAnchorLoss(WeightRegularizerMixin, BaseMetricLossFunction):
     Args:
         num_classes: number of classes C (labels must lie in [0, C)).
         embedding_size: embedding dimension D.
-        margin: delta of the paper (default 0.1).
-        alpha: scale of the paper (default 32).
+        margin: delta of the paper (default 0.1); any finite number (0 and negative values are
+            accepted as ablations).
+        alpha: scale of the paper (default 32); a finite number > 0.
         fused: ``None`` (default) uses the fused kernel whenever the distance allows it
             (CosineSimilarity / DotProductSimilarity with power 1); ``False`` forces the dense
             generic path; ``True`` requires the fused kernel (error otherwise).
@@ -67,7 +74,8 @@ class ProxyAnchorLoss(WeightRegularizerMixin, BaseMetricLossFunction):
             ``chunk_bytes``.
         chunk_bytes: memory of the fused kernel's two float32 ``batch x chunk`` workspaces
             together (default 16 MiB); sets the automatic chunk size.
-        validate: check labels and embeddings on every call (cheap; default True).
+        validate: check labels, embeddings and the miner's ``indices_tuple`` on every call
+            (cheap; default True).
         **kwargs: PML's own arguments (``distance``, ``reducer``, ``embedding_regularizer``,
             ``weight_regularizer``, ``weight_init_func``, ``collect_stats``, ...).
     """
@@ -85,14 +93,23 @@ class ProxyAnchorLoss(WeightRegularizerMixin, BaseMetricLossFunction):
         validate: bool = True,
         **kwargs: Any,
     ) -> None:
-        validate_hyperparameters(num_classes, embedding_size, alpha)
+        validate_hyperparameters(
+            num_classes,
+            embedding_size,
+            alpha,
+            margin=margin,
+            chunk_size=chunk_size,
+            chunk_bytes=chunk_bytes,
+        )
+        check_flag("fused", fused, allow_none=True)
+        check_flag("validate", validate)
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)
         self.embedding_size = int(embedding_size)
         self.margin = float(margin)
         self.alpha = float(alpha)
         self.fused = fused
-        self.chunk_size = chunk_size
+        self.chunk_size = None if chunk_size is None else int(chunk_size)
         self.chunk_bytes = int(chunk_bytes)
         self.validate = validate
         self.proxies = torch.nn.Parameter(torch.empty(self.num_classes, self.embedding_size))
@@ -104,7 +121,7 @@ class ProxyAnchorLoss(WeightRegularizerMixin, BaseMetricLossFunction):
             list_of_names=["num_pos_proxies", "num_excluded_samples"], is_stat=True
         )
         if fused and self._fused_normalize() is None:
-            raise ValueError(
+            raise LossInputError(
                 f"fused=True needs CosineSimilarity or DotProductSimilarity (power=1); got "
                 f"{self.distance!r}. Use fused=None to fall back to the generic path."
             )
@@ -142,6 +159,9 @@ class ProxyAnchorLoss(WeightRegularizerMixin, BaseMetricLossFunction):
     ) -> torch.Tensor:
         if self.validate:
             labels = validate_inputs(embeddings, labels, self.num_classes, self.embedding_size)
+            indices_tuple = validate_indices_tuple(
+                indices_tuple, embeddings.shape[0], embeddings.device
+            )
         return super().forward(embeddings, labels, indices_tuple, ref_emb, ref_labels)
 
     def compute_loss(

@@ -127,7 +127,7 @@ def test_missing_labels(loss_fn):
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="alpha must be > 0"):
         ProxyAnchorLoss(3, 4, alpha=0)
-    with pytest.raises(ValueError, match="num_classes and embedding_size must be positive"):
+    with pytest.raises(ValueError, match="num_classes must be a positive integer; got 0"):
         ProxyAnchorLoss(0, 4)
     from pytorch_metric_learning.distances import LpDistance
 
