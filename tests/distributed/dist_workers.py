@@ -351,4 +351,51 @@ def hang_program(rank: int, world: int, port: int, out: str, timeout_s: float) -
     _survive(rank, out, {})
 
 
-STEPS = {"equivalence": equivalence_step, "save": save_step, "resume": resume_step}
+def equal_slices(batch: dict[str, Any], world: int) -> list[slice]:
+    """The global batch cut into ``world`` equal local batches (the rest dropped)."""
+    size = len(batch["labels"]) // world
+    return [slice(r * size, (r + 1) * size) for r in range(world)]
+
+
+def pml_wrapper_step(rank: int, world: int, ckpt: str) -> dict[str, Any]:
+    """PML's ``DistributedLossWrapper`` and our ``GlobalBatchLoss`` around the same loss, on this
+    rank's slice: the loss value, the gradient of the local embeddings and of the proxies, and
+    the weight gradient of a small model under DDP. Equal local batches (:func:`equal_slices`):
+    PML's gather needs them."""
+    from pytorch_metric_learning.utils.distributed import DistributedLossWrapper
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from pml_proxy_anchor.distributed import GlobalBatchLoss
+
+    batch = global_batch(world)
+    sl = equal_slices(batch, world)[rank]
+    wrappers = {
+        "pml": lambda loss: DistributedLossWrapper(loss),
+        "ours": lambda loss: GlobalBatchLoss(loss, ddp_average=False),
+    }
+    results: dict[str, Any] = {}
+    for name, wrap in wrappers.items():
+        base = make_loss(batch)
+        x = (batch["inputs"][sl] @ batch["weight"].T).requires_grad_(True)
+        value = wrap(base)(x, batch["labels"][sl])
+        value.backward()
+        results[f"wrapper/{name}"] = {
+            "loss": value.detach(), "x_grad": x.grad, "proxy_grad": base.proxies.grad,
+        }  # fmt: skip
+    # under DDP (ours with its default ddp_average=True)
+    for name, wrap in (("pml", wrappers["pml"]), ("ours", GlobalBatchLoss)):
+        base = make_loss(batch)
+        model = DDP(make_model(batch))
+        wrap(base)(model(batch["inputs"][sl]), batch["labels"][sl]).backward()
+        results[f"wrapper/{name}/ddp"] = {
+            "weight_grad": model.module.weight.grad, "proxy_grad": base.proxies.grad,
+        }  # fmt: skip
+    return results
+
+
+STEPS = {
+    "equivalence": equivalence_step,
+    "save": save_step,
+    "resume": resume_step,
+    "pml_wrapper": pml_wrapper_step,
+}
