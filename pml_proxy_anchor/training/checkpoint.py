@@ -4,10 +4,12 @@
 the models (trunk, embedder), the loss state (the proxies), optimizers, lr schedulers, the epoch,
 the RNG states of python/numpy/torch, the per-epoch history and the best epoch so far.
 ``checkpoints/best.pt`` holds the model and loss weights of the epoch with the best Recall@1.
-Files are written to a temporary file in the same folder, flushed to disk and moved into place
-with ``os.replace``, so a run killed at any moment leaves either the old or the new file, never a
-torn one. All content is tensors and plain python types: the files load with
-``torch.load(weights_only=True)``.
+Files are written with :func:`~.record.write_atomic` (a temporary file in the same folder,
+flushed to disk, moved into place with ``os.replace``), so a run killed at any moment, a full disk
+or a folder without write permission leaves either the old or the new file, never a torn one. All
+content is tensors and plain python types: the files load with ``torch.load(weights_only=True)``.
+:func:`load` turns an empty, truncated or foreign file into a :class:`CorruptCheckpointError`
+naming the file and the fix, never a raw unpickling or zip-reader error.
 
 The files do not depend on the number of processes that wrote them: a torchrun job stores the
 full (C, D) proxy matrix and full optimizer moments even with class-sharded proxies (gathered by
@@ -17,35 +19,28 @@ resumes on any number of processes.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from pml_proxy_anchor.errors import UserError
 from pml_proxy_anchor.training.errors import CheckpointNotFoundError
+from pml_proxy_anchor.training.record import write_atomic
 
 FORMAT_VERSION = 1
 LAST = "last.pt"
 BEST = "best.pt"
 
 
+class CorruptCheckpointError(UserError, ValueError):
+    """A checkpoint file is empty, truncated, corrupted or not one written by this package."""
+
+
 def save_atomic(obj: Mapping[str, Any], path: str | Path) -> Path:
-    """``torch.save`` to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(dict(obj), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    """``torch.save`` to ``path`` through :func:`~.record.write_atomic` (all or nothing)."""
+    return write_atomic(path, lambda handle: torch.save(dict(obj), handle))
 
 
 def state_dicts(objects: Mapping[str, Any]) -> dict[str, Any]:
@@ -84,13 +79,44 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
             "`pml-proxy-anchor train` (with checkpoints/last.pt and checkpoints/best.pt). "
             "Fix: point to the run directory or to one of those files."
         )
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # EOFError, UnpicklingError, miniz RuntimeError, KeyError, ...
+        size = path.stat().st_size
+        what = "empty (0 bytes)" if size == 0 else f"not a readable checkpoint ({size} bytes)"
+        raise CorruptCheckpointError(
+            f"checkpoint {path} is {what}: it is truncated or corrupted (a run killed while "
+            "copying, a full disk, an incomplete download) or not a PyTorch file "
+            f"({type(err).__name__}: {_first_line(err)}). {_fix_for(path)}"
+        ) from err
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
-        raise ValueError(
+        raise CorruptCheckpointError(
             f"{path} is not a pml-proxy-anchor checkpoint of format {FORMAT_VERSION}; expected "
-            "a file written by `pml-proxy-anchor train`."
+            "a file written by `pml-proxy-anchor train` (checkpoints/last.pt or best.pt). "
+            + _fix_for(path)
         )
     return state
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else "no message"
+
+
+def _fix_for(path: Path) -> str:
+    """What to do about an unreadable checkpoint, by which file it is."""
+    if path.name == LAST:
+        return (
+            "Fix: start the run over with --overwrite (the model of the best epoch may still be "
+            "in best.pt: `pml-proxy-anchor eval RUN_DIR --which best`), or copy the run "
+            "directory again from where it came from."
+        )
+    if path.name == BEST:
+        return (
+            "Fix: use the last epoch's model instead (`--which last`), or copy the run directory "
+            "again from where it came from."
+        )
+    return "Fix: copy or download the file again, or point to a run directory's checkpoint."
 
 
 def find_checkpoint(path: str | Path, which: str = "best") -> Path:

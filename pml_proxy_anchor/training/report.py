@@ -1,16 +1,10 @@
-"""``results.json`` and ``results.md`` of a run: our Recall@K beside the paper's.
+"""``results.md`` of a run: our Recall@K beside the paper's, rendered from ``results.json``.
 
-``results.json``: ``status`` (running | stopped | finished | failed), ``dataset``, ``backbone``,
-``epochs`` (planned), ``epochs_completed``, ``final`` and ``best`` (epoch and metrics, Recall@K as
-fractions in 0..1), ``history`` (one record per epoch: loss, lr, seconds, metrics),
-``evaluation`` (written by ``pml-proxy-anchor eval``), ``reference`` (the paper's numbers, %),
-``plots`` (the PNG files under ``plots/``, the classes of the projection, skipped plots and why).
+The fields of ``results.json`` and its one writer are in :mod:`.record`.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,8 +12,6 @@ from typing import Any
 
 from pml_proxy_anchor.training.paper_numbers import is_confirmed, reference_numbers
 
-RESULTS_JSON = "results.json"
-RESULTS_MD = "results.md"
 _RECALL = re.compile(r"^recall_at_(\d+)$")
 
 
@@ -29,29 +21,20 @@ def recall_keys(metrics: Mapping[str, Any]) -> list[str]:
     return sorted(keys, key=lambda k: int(_RECALL.match(k).group(1)))  # type: ignore[union-attr]
 
 
-def write_json_atomic(obj: Any, path: str | Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-
-
 def read_results(run_dir: str | Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / RESULTS_JSON
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text())
+    """The content of ``run_dir/results.json`` (None when there is none)."""
+    from pml_proxy_anchor.training.record import RunRecord
+
+    record = RunRecord.read(run_dir)
+    return None if record is None else record.to_dict()
 
 
 def write_results(run_dir: str | Path, results: Mapping[str, Any]) -> None:
-    """Write ``results.json`` and ``results.md`` (both replaced atomically)."""
-    run_dir = Path(run_dir)
-    full = dict(results)
-    full["reference"] = reference_numbers(str(full.get("dataset")), str(full.get("backbone")))
-    write_json_atomic(full, run_dir / RESULTS_JSON)
-    tmp = run_dir / f".{RESULTS_MD}.tmp-{os.getpid()}"
-    tmp.write_text(render_markdown(full))
-    os.replace(tmp, run_dir / RESULTS_MD)
+    """Write ``results`` as the run's results files, through :class:`~.record.RunRecord` (the
+    one writer). Prefer :func:`~.record.refresh_report` to rewrite a run's report."""
+    from pml_proxy_anchor.training.record import RunRecord
+
+    RunRecord.from_dict(results, run_dir).write()
 
 
 def _pct(value: Any) -> str:
