@@ -4,11 +4,14 @@
 checkpoint), loads the weights of ``checkpoints/best.pt`` (or ``last.pt``), embeds the test split
 (or In-Shop's query and gallery) with PML's ``GlobalEmbeddingSpaceTester`` and the Recall@K
 calculator, and for a run directory records the numbers under ``evaluation`` in
-``results.json`` / ``results.md`` (beside the paper's).
+``results.json`` / ``results.md`` (beside the paper's) through the run's
+:class:`~.record.RunRecord` -- unless a live run holds the directory (its own record would
+overwrite them), in which case the numbers are only returned.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,9 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 from pml_proxy_anchor.training import builders, checkpoint
 from pml_proxy_anchor.training.config import load_config
 from pml_proxy_anchor.training.device import resolve_device
-from pml_proxy_anchor.training.report import read_results, write_results
+from pml_proxy_anchor.training.record import RunRecord
+from pml_proxy_anchor.training.run_dir import CONFIG_FILE, RunDirectory
 
-CONFIG_FILE = "config.yaml"
+LOGGER = logging.getLogger("pml_proxy_anchor")
 
 
 def run_config(path: str | Path, state: Mapping[str, Any] | None = None) -> DictConfig:
@@ -82,16 +86,23 @@ def evaluate(
         "epoch": int(state["epoch"]),
         "metrics": metrics,
     }
-    run_dir = Path(path)
-    if run_dir.is_dir():
-        results = read_results(run_dir) or {
-            "status": "unknown",
-            "run_dir": str(run_dir),
-            "dataset": str(cfg.data.name),
-            "backbone": str(cfg.model.backbone),
-            "epochs": int(cfg.train.epochs),
-            "epochs_completed": int(state["epoch"]),
-        }
-        results["evaluation"] = evaluation
-        write_results(run_dir, results)
+    if Path(path).is_dir():
+        record_evaluation(Path(path), cfg, evaluation)
     return evaluation
+
+
+def record_evaluation(run_dir: Path, cfg: DictConfig, evaluation: dict[str, Any]) -> None:
+    """Write ``evaluation`` into the run's results files (not while a live run holds them)."""
+    if RunDirectory(run_dir).in_use():
+        LOGGER.warning(
+            "%s is in use by a live run; the evaluation is not recorded in its results.json.",
+            run_dir,
+        )
+        return
+    record = RunRecord.read(run_dir, strict=False)
+    if record is None:
+        record = RunRecord.for_config(cfg, run_dir)
+        record.status = "unknown"
+        record.recorded_epochs_completed = int(evaluation["epoch"])
+    record.evaluation = evaluation
+    record.write()

@@ -1,29 +1,38 @@
 """One training run: the paper's recipe on PML's ``MetricLossOnly``, from a config to a run dir.
 
-``run(cfg)`` builds the pieces (:mod:`.builders`), wires PML's logging presets (record-keeper
-CSV/SQLite + TensorBoard under ``logs/``) and ``HookContainer`` (test after each epoch with
-``GlobalEmbeddingSpaceTester`` + Recall@K, best epoch by ``recall_at_1``), trains with
-:class:`~.trainer.ProxyAnchorTrainer`, and writes the run directory::
+``run(cfg)`` claims the run directory (:mod:`.run_dir`: marker, lock, overwrite and resume
+rules), builds the pieces once (:func:`build_components`, :mod:`.builders`), wires PML's logging
+presets (record-keeper CSV/SQLite + TensorBoard under ``logs/``) and ``HookContainer`` (test after
+each epoch with ``GlobalEmbeddingSpaceTester`` + Recall@K, best epoch by ``recall_at_1``), trains
+with :class:`~.trainer.ProxyAnchorTrainer`, and writes the run directory::
 
+    RUN_DIR/.pml-proxy-anchor-run.json  the marker: this is a run directory (run id, entries)
     RUN_DIR/config.yaml              the resolved config
     RUN_DIR/checkpoints/last.pt      full state, every epoch (atomic), for --resume
     RUN_DIR/checkpoints/best.pt      model + proxies of the best Recall@1 epoch
     RUN_DIR/logs/csv, logs/tensorboard
-    RUN_DIR/results.json, results.md final and best Recall@K, per-epoch history
+    RUN_DIR/results.json, results.md status, final and best Recall@K, per-epoch history
     RUN_DIR/plots/curves.png         loss and Recall@K per epoch
     RUN_DIR/plots/retrieval_grid.png queries and nearest neighbours (data sets with raw images)
     RUN_DIR/plots/embedding_projection.png  2-D projection of test embeddings (20 classes)
 
-A finished or unfinished run directory is never overwritten unless ``overwrite=True``;
-``resume=True`` continues from ``last.pt`` and replays exactly what an uninterrupted run would
-have done (see :mod:`.seed`).
+A run that finished an epoch is never replaced unless ``overwrite=True``; a folder the tool did
+not make is never written into; ``resume=True`` continues the directory it is given from
+``last.pt`` and replays exactly what an uninterrupted run would have done (see :mod:`.seed`).
+
+Faults end the run with its state consistent: a loss, embeddings or parameters that become NaN or
+infinite stop it naming the epoch and step (:class:`NonFiniteLossError`, the last good checkpoint
+kept); a full disk or a folder without write permission stop it naming the file
+(:class:`~.record.RunFileWriteError`, no torn file); Ctrl-C raises :class:`RunInterrupted`, whose
+message says how to go on. ``results.json`` then says ``failed`` or ``interrupted``, with the
+reason. Its one writer is the run's :class:`~.record.RunRecord`.
 
 Several processes (``torchrun --nproc_per_node=N -m pml_proxy_anchor train CONFIG``, any number of
 nodes) run the same code: every process joins the process group (:func:`start_distributed`,
 gloo on CPU, nccl on CUDA) and checks that all resolved the same config; ``train.batch_size`` is
 the global batch (``batch_size / N`` per process, from a ``DistributedSampler``); the loss is that
 of the global batch (``train.proxies``: replicated or class-sharded proxies) and the trunk and
-embedder are in DDP. Rank 0 alone checks and writes the run directory, logs, evaluates (PML's
+embedder are in DDP. Rank 0 alone claims and writes the run directory, logs, evaluates (PML's
 tester on the whole evaluation split, in one process: the other ranks wait at a barrier) and
 writes checkpoints, results and plots. Checkpoints hold the full proxy matrix and optimizer state,
 gathered from every rank, so a run resumes on any number of processes; the resume state is read
@@ -32,40 +41,42 @@ by rank 0 and broadcast, so only rank 0 needs the run directory.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import pickle
-import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
 import tqdm
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from pytorch_metric_learning.utils import logging_presets
+from torch import nn
 from torch.utils.data import DistributedSampler
 
 from pml_proxy_anchor import distributed
-from pml_proxy_anchor.distributed import DistributedContext, RankFailureError
+from pml_proxy_anchor.distributed import DistributedContext
+from pml_proxy_anchor.errors import UserError
 from pml_proxy_anchor.training import builders, checkpoint
-from pml_proxy_anchor.training.config import load_config, save_config, to_dict
+from pml_proxy_anchor.training.config import load_config, to_dict
 from pml_proxy_anchor.training.device import resolve_device
 from pml_proxy_anchor.training.errors import (
-    CheckpointNotFoundError,
     ConfigMismatchError,
     DeviceNotAvailableError,
-    NonFiniteLossError,
-    RunDirectoryExistsError,
 )
 from pml_proxy_anchor.training.hooks import LossMeter, chain_iteration_hooks, gradient_clippers
-from pml_proxy_anchor.training.report import read_results, recall_keys, write_results
+from pml_proxy_anchor.training.record import RunRecord
+from pml_proxy_anchor.training.report import recall_keys
+from pml_proxy_anchor.training.run_dir import CONFIG_FILE, RunDirectory
 from pml_proxy_anchor.training.seed import rng_state, seed_everything, set_rng_state
 from pml_proxy_anchor.training.trainer import ProxyAnchorTrainer
 
 T = TypeVar("T")
 LOGGER = logging.getLogger("pml_proxy_anchor")
-CONFIG_FILE = "config.yaml"
 # Keys that may differ between a run's saved config and the config given with --resume.
 RESUMABLE_CHANGES = (
     "run_dir",
@@ -77,8 +88,14 @@ RESUMABLE_CHANGES = (
     "train.dist_timeout_s",
     "eval.batch_size",
 )
-RUN_MARKERS = (CONFIG_FILE, "checkpoints", "results.json", "logs")
-BOOKKEEPING = ("epoch", "loss", "lr", "seconds", "elapsed_seconds")
+
+
+class RunInterrupted(UserError, KeyboardInterrupt):
+    """The run was interrupted (Ctrl-C); the message says how to go on (resume or start over).
+
+    A ``KeyboardInterrupt``, so code that lets Ctrl-C through still does; the command line prints
+    the message and exits with 130.
+    """
 
 
 def default_run_dir(cfg: DictConfig) -> Path:
@@ -91,27 +108,79 @@ def run(
     resume: bool = False,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Train (or continue) the run described by ``cfg``; returns the results (results.json).
+    """Train (or continue) the run described by ``cfg`` in ``cfg.run_dir``; returns the results
+    (the content of results.json).
 
-    Under torchrun every process calls this (the CLI does); all return rank 0's results.
+    ``resume``: continue the run in ``cfg.run_dir`` (the directory as given: a copied run
+    directory continues in the copy). ``overwrite``: replace the run there (only a directory
+    made by this tool, and only the files it wrote). Under torchrun every process calls this
+    (the CLI does); all return rank 0's results.
     """
     if not isinstance(cfg, DictConfig):
         cfg = load_config(cfg)
     ctx, owns_group = start_distributed(cfg)
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
+    cfg = OmegaConf.merge(cfg, {"run_dir": str(run_dir)})  # the saved config names its directory
+    directory = RunDirectory(run_dir) if ctx.is_main else None
     training: TrainingRun | None = None
     try:
-        run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
-        state = on_main(
-            ctx, lambda: prepare_run_dir(run_dir, cfg, resume=resume, overwrite=overwrite)
+        resume_state = on_main(
+            ctx, lambda: claim_run_dir(directory, cfg, resume=resume, overwrite=overwrite)
         )
-        training = TrainingRun(cfg, run_dir, ctx)
-        return training.train(state)
+        parts = build_components(cfg, ctx)  # bad data, weights or device: nothing written yet
+        config_yaml = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+        on_main(ctx, lambda: directory.begin(config_yaml, resume=resume))  # type: ignore[union-attr]
+        training = TrainingRun(cfg, run_dir, ctx, parts)
+        return training.train(resume_state)
+    except KeyboardInterrupt as interrupt:
+        if isinstance(interrupt, RunInterrupted):
+            raise
+        raise RunInterrupted(interrupted_message(run_dir, cfg, training)) from None
     finally:
         if training is not None:
             training.release_ddp()
+        if directory is not None:
+            directory.release()
         if owns_group:
             gc.collect()  # DDP's reducer must go before its process group
             distributed.cleanup()
+
+
+def claim_run_dir(
+    directory: RunDirectory | None, cfg: DictConfig, *, resume: bool, overwrite: bool
+) -> dict[str, Any] | None:
+    """Rank 0: claim (check and lock) the run directory; the ``last.pt`` state to resume from."""
+    assert directory is not None
+    directory.claim(resume=resume, overwrite=overwrite)
+    if not resume:
+        return None
+    try:
+        check_resume_config(directory.path, cfg)
+        return checkpoint.load(directory.last_checkpoint)
+    except BaseException:
+        directory.release()
+        raise
+
+
+def interrupted_message(run_dir: Path, cfg: DictConfig, training: TrainingRun | None) -> str:
+    """What Ctrl-C leaves and the command that works next."""
+    epoch = training.current_epoch() if training is not None else None
+    during = f"during epoch {epoch}" if epoch is not None else "before training started"
+    last = run_dir / "checkpoints" / checkpoint.LAST
+    config = run_dir / CONFIG_FILE
+    if last.is_file():
+        done = training.record.epochs_completed if training is not None else None
+        kept = f" (end of epoch {done})" if done else ""
+        return (
+            f"interrupted {during}; the run's state is in {last}{kept}. Continue with "
+            f"`pml-proxy-anchor train {config} --resume`."
+        )
+    if config.is_file():
+        return (
+            f"interrupted {during}: no epoch had finished, so there is nothing to resume. Start "
+            f"again with `pml-proxy-anchor train {config} --overwrite`."
+        )
+    return f"interrupted {during}: nothing was written. Run the same command again to start."
 
 
 def start_distributed(cfg: DictConfig) -> tuple[DistributedContext, bool]:
@@ -166,47 +235,6 @@ def on_main(ctx: DistributedContext, fn: Callable[[], T]) -> T:
     return result
 
 
-def prepare_run_dir(
-    run_dir: Path, cfg: DictConfig, *, resume: bool, overwrite: bool
-) -> dict[str, Any] | None:
-    """Check the run directory; returns the checkpoint to resume from (or None).
-
-    A directory holding a run that finished at least one epoch (``checkpoints/last.pt``) is
-    only replaced with ``overwrite``; one whose run never finished an epoch is replaced.
-    """
-    holds_run = run_dir.is_dir() and any((run_dir / m).exists() for m in RUN_MARKERS)
-    if resume:
-        last = run_dir / "checkpoints" / checkpoint.LAST
-        if not last.is_file():
-            raise CheckpointNotFoundError(
-                f"--resume: no checkpoint at {last}; the run in {run_dir} has not finished an "
-                "epoch yet (or the directory is wrong). Fix: drop --resume to start the run, "
-                "or pass the run's --run-dir."
-            )
-        check_resume_config(run_dir, cfg)
-        return checkpoint.load(last)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirectoryExistsError(f"run directory {run_dir} exists and is not a directory.")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        if not holds_run:
-            raise RunDirectoryExistsError(
-                f"run directory {run_dir} is not empty and does not look like a run "
-                f"directory (none of {', '.join(RUN_MARKERS)}); refusing to write into it. "
-                "Fix: choose another --run-dir."
-            )
-        started = (run_dir / "checkpoints" / checkpoint.LAST).is_file()
-        if started and not overwrite:
-            results = read_results(run_dir) or {}
-            raise RunDirectoryExistsError(
-                f"run directory {run_dir} already holds a {results.get('status', 'unfinished')} "
-                f"run ({results.get('epochs_completed', '?')} of {results.get('epochs', '?')} "
-                "epochs). Fix: pass --resume to continue it, --overwrite to replace it, or "
-                "--run-dir to write elsewhere."
-            )
-        shutil.rmtree(run_dir)
-    return None
-
-
 def check_resume_config(run_dir: Path, cfg: DictConfig) -> None:
     """Refuse to resume with a config that changes anything but :data:`RESUMABLE_CHANGES`."""
     saved_path = run_dir / CONFIG_FILE
@@ -238,193 +266,268 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): tree}
 
 
-def _metrics(record: Mapping[str, Any]) -> dict[str, float]:
-    """The evaluation metrics of a history record (everything but the bookkeeping)."""
-    return {k: v for k, v in record.items() if k not in BOOKKEEPING}
+@dataclasses.dataclass
+class Components:
+    """What a run trains and evaluates, built once from the config (:func:`build_components`)."""
+
+    device: torch.device
+    train_set: Any
+    eval: builders.EvalSplits
+    models: dict[str, nn.Module]  # trunk, embedder
+    loss: nn.Module  # the loss of the global batch (this rank's proxy shard when sharded)
+    miner: Any
+    sampler: Any
+    batch_size: int  # per process
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, Any]
+    ddp_models: dict[str, nn.Module]  # trunk and embedder in DDP; empty on one process
+
+
+def build_components(cfg: DictConfig, ctx: DistributedContext) -> Components:
+    """Device, data, models, loss, miner, sampler, optimizers (nothing written to disk).
+
+    Under torchrun: the loss of the global batch (this rank's proxy shard when sharded, so its
+    optimizer holds only the shard), DDP around trunk and embedder (built before any warm-up
+    freeze; every rank starts from the same seed, DDP broadcasts rank 0's weights).
+    """
+    seed_everything(int(cfg.train.seed))
+    train_set, evaluation = builders.build_datasets(cfg)
+    models = builders.build_models(cfg, ctx.device)
+    size = builders.embedding_size(models["embedder"], cfg)
+    loss = builders.build_loss(cfg, train_set.num_classes, size, ctx.device)
+    loss = builders.distribute_loss(cfg, loss)
+    miner = builders.build_miner(cfg)
+    sampler = builders.build_train_sampler(cfg, train_set)
+    batch_size = distributed.local_batch_size(int(cfg.train.batch_size))
+    optimizers, schedulers = builders.build_optimizers(cfg, models, loss)
+    return Components(
+        device=ctx.device,
+        train_set=train_set,
+        eval=evaluation,
+        models=models,
+        loss=loss,
+        miner=miner,
+        sampler=sampler,
+        batch_size=batch_size,
+        optimizers=optimizers,
+        schedulers=schedulers,
+        ddp_models=builders.wrap_ddp(models, ctx.device),
+    )
+
+
+@dataclasses.dataclass
+class Logging:
+    """Rank 0's PML logging: record-keeper and TensorBoard under ``logs/``, the hook container,
+    the tester (Recall@K) and PML's end-of-epoch test-and-record hook."""
+
+    hooks: Any
+    tester: Any
+    epoch_hook: Callable[[Any], Any]
+    tensorboard: Any
+
+
+def build_logging(cfg: DictConfig, run_dir: Path, parts: Components) -> Logging:
+    logs = run_dir / "logs"
+    record_keeper, _, tensorboard = logging_presets.get_record_keeper(
+        str(logs / "csv"), str(logs / "tensorboard")
+    )
+    hooks = logging_presets.get_hook_container(
+        record_keeper,
+        primary_metric="recall_at_1",
+        validation_split_name=parts.eval.query_split,
+        save_models=False,  # checkpoints are ours: atomic, one file with the full state
+        log_freq=int(cfg.train.log_freq),
+    )
+    tester = builders.build_tester(cfg, parts.device, hooks.end_of_testing_hook)
+    epoch_hook = hooks.end_of_epoch_hook(
+        tester,
+        parts.eval.datasets,
+        str(run_dir / "checkpoints"),
+        test_interval=int(cfg.eval.interval),
+        patience=None,
+        splits_to_eval=parts.eval.splits_to_eval,
+    )
+    return Logging(hooks=hooks, tester=tester, epoch_hook=epoch_hook, tensorboard=tensorboard)
+
+
+def divergence_hint(cfg: DictConfig) -> str:
+    """The likely cause and fix of a run whose loss or weights became NaN or infinite."""
+    clip = cfg.train.grad_clip
+    clipping = "no gradient clipping" if clip is None else f"train.grad_clip={clip}"
+    return (
+        "Likely cause: the learning rate is too high for this model and data "
+        f"(optimizer.lr={cfg.optimizer.lr}, optimizer.proxy_lr_multiplier="
+        f"{cfg.optimizer.proxy_lr_multiplier}, {clipping}). Fix: lower optimizer.lr (e.g. 10x) "
+        "or set train.grad_clip (e.g. 10), check the input data, then start again with "
+        "--overwrite, or continue from the last good checkpoint with --resume."
+    )
 
 
 class TrainingRun:
-    """The state of one run across epochs: history, best epoch, checkpoints, results.
+    """One run across epochs: its components, trainer, logging and record, built in ``__init__``.
 
-    ``ctx``: this process's place in a torchrun job (default: a single process). Only the main
-    process (rank 0) keeps the history and writes anything.
+    ``parts``: the built components (default: built here from ``cfg``). ``ctx``: this process's
+    place in a torchrun job (default: a single process). Only the main process (rank 0) has the
+    logging and tester and writes anything; the run directory must have been claimed and begun
+    (:func:`run` does both).
     """
 
     def __init__(
-        self, cfg: DictConfig, run_dir: Path, ctx: DistributedContext | None = None
+        self,
+        cfg: DictConfig,
+        run_dir: Path,
+        ctx: DistributedContext | None = None,
+        parts: Components | None = None,
     ) -> None:
         self.cfg = cfg
         self.ctx = ctx or DistributedContext(0, 1, 0, resolve_device(cfg.train.device), None)
         self.is_main = self.ctx.is_main
         self.run_dir = Path(run_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
-        self.history: list[dict[str, Any]] = []
-        self.best: dict[str, Any] | None = None
+        self.parts = parts if parts is not None else build_components(cfg, self.ctx)
+        self.record = RunRecord.for_config(cfg, self.run_dir)
         self.meter = LossMeter()
-        self.stopped_early = False
-        self.ddp_models: dict[str, Any] = {}
         self.epoch_lr = float("nan")
         self.epoch_started = time.perf_counter()
+        self.stopped_early = False
+        self.logging = build_logging(cfg, self.run_dir, self.parts) if self.is_main else None
+        self.trainer = self._make_trainer()
 
-    # ------------------------------------------------------------------ building
-    def build_components(self) -> None:
-        """Device, data, models, loss, miner, sampler, optimizers (nothing written to disk).
+    # Kept for callers written before the components were built in __init__.
+    loss = property(lambda self: self.parts.loss)
+    optimizers = property(lambda self: self.parts.optimizers)
+    models = property(lambda self: self.parts.models)
+    device = property(lambda self: self.parts.device)
 
-        Under torchrun: the loss of the global batch (this rank's proxy shard when sharded, so
-        its optimizer holds only the shard), DDP around trunk and embedder (built before any
-        warm-up freeze; every rank starts from the same seed, DDP broadcasts rank 0's weights).
-        """
-        cfg = self.cfg
-        self.device = self.ctx.device
-        seed_everything(int(cfg.train.seed))
-        self.train_set, self.eval = builders.build_datasets(cfg)
-        self.models = builders.build_models(cfg, self.device)
-        size = builders.embedding_size(self.models["embedder"], cfg)
-        loss = builders.build_loss(cfg, self.train_set.num_classes, size, self.device)
-        self.loss = builders.distribute_loss(cfg, loss)
-        self.miner = builders.build_miner(cfg)
-        self.sampler = builders.build_train_sampler(cfg, self.train_set)
-        self.batch_size = distributed.local_batch_size(int(cfg.train.batch_size))
-        self.optimizers, self.schedulers = builders.build_optimizers(cfg, self.models, self.loss)
-        self.ddp_models = builders.wrap_ddp(self.models, self.device)
+    def build_components(self) -> Components:
+        """The components (built in ``__init__``); kept for older callers."""
+        return self.parts
 
-    def release_ddp(self) -> None:
-        """Drop the DDP wrappers (they hold the process group) once training is over."""
-        self.ddp_models = {}
-        if getattr(self, "trainer", None) is not None:
-            self.trainer.ddp_models = {}
+    def build_trainer(self) -> ProxyAnchorTrainer:
+        """The trainer (built in ``__init__``); kept for older callers."""
+        return self.trainer
 
-    def build_trainer(self) -> None:
-        """PML's logging presets and the tester with Recall@K (rank 0), and the trainer."""
-        cfg = self.cfg
-        miner, sampler = self.miner, self.sampler
-        clippers = gradient_clippers({**self.models, "metric_loss": self.loss}, cfg.train.grad_clip)
-        self.hooks = self.tester = self.pml_epoch_hook = self.tensorboard = None
-        if self.is_main:
-            self.build_logging()
+    def _make_trainer(self) -> ProxyAnchorTrainer:
+        cfg, parts = self.cfg, self.parts
+        clippers = gradient_clippers(
+            {**parts.models, "metric_loss": parts.loss}, cfg.train.grad_clip
+        )
+        hooks = self.logging.hooks if self.logging is not None else None
         # Random batches (DistributedSampler) let each rank draw its own augmentations; a
         # configured sampler draws its order from the global RNGs, which must agree across ranks.
-        seed_rank = self.ctx.rank if isinstance(sampler, DistributedSampler) else 0
-        self.trainer = ProxyAnchorTrainer(
-            models=self.models,
-            optimizers=self.optimizers,
-            batch_size=self.batch_size,
-            loss_funcs={"metric_loss": self.loss},
-            dataset=self.train_set,
-            mining_funcs={"tuple_miner": miner} if miner is not None else {},
+        seed_rank = self.ctx.rank if isinstance(parts.sampler, DistributedSampler) else 0
+        return ProxyAnchorTrainer(
+            models=parts.models,
+            optimizers=parts.optimizers,
+            batch_size=parts.batch_size,
+            loss_funcs={"metric_loss": parts.loss},
+            dataset=parts.train_set,
+            mining_funcs={"tuple_miner": parts.miner} if parts.miner is not None else {},
             iterations_per_epoch=cfg.train.iterations_per_epoch,
-            data_device=self.device,
-            sampler=sampler,
-            lr_schedulers=self.schedulers,
+            data_device=parts.device,
+            sampler=parts.sampler,
+            lr_schedulers=parts.schedulers,
             gradient_clippers=clippers,
             freeze_trunk_batchnorm=bool(cfg.train.bn_freeze),
             dataloader_num_workers=int(cfg.train.num_workers),
             end_of_iteration_hook=chain_iteration_hooks(
-                self.on_iteration_end, self.hooks.end_of_iteration_hook if self.hooks else None
+                self.on_iteration_end, hooks.end_of_iteration_hook if hooks else None
             ),
             end_of_epoch_hook=self.on_epoch_end,
             seed=int(cfg.train.seed),
             warm_epochs=int(cfg.train.warm_epochs),
             last_good_checkpoint=self.last_good_checkpoint,
-            ddp_models=self.ddp_models,
+            divergence_hint=divergence_hint(cfg),
+            ddp_models=parts.ddp_models,
             seed_rank=seed_rank,
             progress=self.is_main,
         )
 
-    def build_logging(self) -> None:
-        """Rank 0: record-keeper and TensorBoard under ``logs/``, PML's hooks and the tester."""
-        cfg = self.cfg
-        logs = self.run_dir / "logs"
-        record_keeper, _, self.tensorboard = logging_presets.get_record_keeper(
-            str(logs / "csv"), str(logs / "tensorboard")
-        )
-        self.hooks = logging_presets.get_hook_container(
-            record_keeper,
-            primary_metric="recall_at_1",
-            validation_split_name=self.eval.query_split,
-            save_models=False,  # checkpoints are ours: atomic, one file with the full state
-            log_freq=int(cfg.train.log_freq),
-        )
-        self.tester = builders.build_tester(cfg, self.device, self.hooks.end_of_testing_hook)
-        self.pml_epoch_hook = self.hooks.end_of_epoch_hook(
-            self.tester,
-            self.eval.datasets,
-            str(self.checkpoint_dir),
-            test_interval=int(cfg.eval.interval),
-            patience=None,
-            splits_to_eval=self.eval.splits_to_eval,
-        )
+    def release_ddp(self) -> None:
+        """Drop the DDP wrappers (they hold the process group) once training is over."""
+        self.parts.ddp_models = {}
+        self.trainer.ddp_models = {}
 
-    # ------------------------------------------------------------------ state
-    def gather_state(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """The loss and optimizer states with the full (C, D) proxies and proxy moments, on rank 0
-        (None elsewhere). A collective under torchrun: every rank calls it each epoch."""
-        loss_state = distributed.full_loss_state_dict(self.loss)
-        optimizer_states = {
-            name: distributed.full_optimizer_state_dict(optimizer, self.loss)
-            for name, optimizer in self.optimizers.items()
-        }
-        return loss_state, (optimizer_states if self.is_main else None)
+    # ------------------------------------------------------------------ the run
+    def train(self, resume_state: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Restore (when resuming), train to ``train.epochs``, write the results.
 
-    def model_state(self, epoch: int, loss_state: Mapping[str, Any]) -> dict[str, Any]:
-        return {
-            "format": checkpoint.FORMAT_VERSION,
-            "epoch": epoch,
-            "models": checkpoint.state_dicts(self.models),
-            "loss_funcs": {"metric_loss": loss_state},
-            "config": to_dict(self.cfg),
-        }
+        On any error or Ctrl-C, ``results.json`` records ``failed`` (with the reason) or
+        ``interrupted`` before the error goes on.
+        """
+        start_epoch = self.restore(resume_state) if resume_state is not None else 1
+        epochs = int(self.cfg.train.epochs)
+        self.epoch_started = time.perf_counter()
+        try:
+            if self.is_main:
+                self.record.write()  # "running", from the first moment
+            if start_epoch <= epochs:
+                self.trainer.train(start_epoch=start_epoch, num_epochs=epochs)
+        except KeyboardInterrupt:
+            self.end("interrupted", f"interrupted during epoch {self.current_epoch()}")
+            raise
+        except BaseException as err:
+            reason = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+            self.end("failed", reason)
+            raise
+        finally:
+            if self.logging is not None:
+                self.logging.tensorboard.close()
+        results = None
+        if self.is_main:
+            self.record.status = "stopped" if self.stopped_early else "finished"
+            self.record.write()
+            self.write_plots()
+            results = self.record.to_dict()
+        return on_main(self.ctx, lambda: results)
 
-    def full_state(
-        self, epoch: int, loss_state: Mapping[str, Any], optimizer_states: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        return {
-            **self.model_state(epoch, loss_state),
-            "optimizers": dict(optimizer_states),
-            "lr_schedulers": checkpoint.state_dicts(self.schedulers),
-            "rng": rng_state(),
-            "history": self.history,
-            "best": self.best,
-        }
+    def end(self, status: str, reason: str) -> None:
+        if self.is_main:
+            self.record.end(status, reason)
+
+    def current_epoch(self) -> int | None:
+        """The epoch being trained (None before the first one started)."""
+        return getattr(self.trainer, "epoch", None)
 
     def restore(self, state: Mapping[str, Any]) -> int:
         """Load a ``last.pt`` state; returns the next epoch to train.
 
         The state may come from a run on any number of processes: sharded proxies and their
-        optimizer moments take this rank's rows of the full matrices.
+        optimizer moments take this rank's rows of the full matrices. The run's record takes the
+        history and best epoch of the checkpoint, and the ``evaluation`` of the old results.
         """
-        checkpoint.load_state_dicts(self.models, state["models"], "models")
-        checkpoint.load_state_dicts({"metric_loss": self.loss}, state["loss_funcs"], "losses")
+        parts = self.parts
+        checkpoint.load_state_dicts(parts.models, state["models"], "models")
+        checkpoint.load_state_dicts({"metric_loss": parts.loss}, state["loss_funcs"], "losses")
         checkpoint.load_state_dicts(
-            self.optimizers,
+            parts.optimizers,
             state["optimizers"],
             "optimizers",
             lambda optimizer, saved: distributed.load_full_optimizer_state_dict(
-                optimizer, saved, self.loss
+                optimizer, saved, parts.loss
             ),
         )
-        checkpoint.load_state_dicts(self.schedulers, state["lr_schedulers"], "lr schedulers")
+        checkpoint.load_state_dicts(parts.schedulers, state["lr_schedulers"], "lr schedulers")
         set_rng_state(state["rng"])
-        self.history = [dict(record) for record in state["history"]]
-        self.best = dict(state["best"]) if state["best"] else None
+        self.record.history = [dict(record) for record in state["history"]]
+        self.record.best = dict(state["best"]) if state["best"] else None
+        previous = RunRecord.read(self.run_dir, strict=False) if self.is_main else None
+        if previous is not None:
+            self.record.evaluation = previous.evaluation
         return int(state["epoch"]) + 1
-
-    def last_good_checkpoint(self) -> str | None:
-        last = self.checkpoint_dir / checkpoint.LAST
-        if not last.is_file() or not self.history:
-            return None
-        return f"{last} (end of epoch {self.history[-1]['epoch']})"
 
     # ------------------------------------------------------------------ hooks
     def on_iteration_end(self, trainer: ProxyAnchorTrainer) -> None:
         if trainer.iteration == 0:
             self.meter.reset()
-            self.epoch_lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]
+            self.epoch_lr = next(iter(self.parts.optimizers.values())).param_groups[0]["lr"]
         loss = trainer.losses["total_loss"]
         self.meter.update(float(loss.detach() if hasattr(loss, "detach") else loss))
 
     def on_epoch_end(self, trainer: ProxyAnchorTrainer) -> bool:
-        """Gather the state (every rank), evaluate and save (rank 0), agree on going on."""
+        """Check the weights, gather the state (every rank), evaluate and save (rank 0), agree
+        on going on."""
+        trainer.check_finite_parameters({**self.parts.models, "metric_loss": self.parts.loss})
         loss_state, optimizer_states = self.gather_state()
         keep_going = True
         if self.is_main:
@@ -441,29 +544,16 @@ class TrainingRun:
         loss_state: Mapping[str, Any],
         optimizer_states: Mapping[str, Any],
     ) -> bool:
-        """PML's test-and-record hook, then history, best.pt, last.pt and results files."""
+        """PML's test-and-record hook, then the history, best.pt, last.pt and results files."""
+        assert self.logging is not None
         epoch = trainer.epoch
-        keep_going = self.pml_epoch_hook(trainer)
-        last_epoch = epoch == int(self.cfg.train.epochs)
-        tested = epoch % int(self.cfg.eval.interval) == 0
-        if last_epoch and not tested:
-            self.tester.test(
-                self.eval.datasets,
-                epoch,
-                self.models["trunk"],
-                self.models["embedder"],
-                self.eval.splits_to_eval,
-            )
-            tested = True
-        metrics = (
-            builders.split_metrics(self.tester.all_accuracies[self.eval.query_split])
-            if tested
-            else {}
-        )
+        keep_going = self.logging.epoch_hook(trainer)
+        metrics = self.epoch_metrics(epoch)
         now = time.perf_counter()
         seconds, self.epoch_started = now - self.epoch_started, now
-        elapsed = (self.history[-1]["elapsed_seconds"] if self.history else 0.0) + seconds
-        record = {
+        history = self.record.history
+        elapsed = (history[-1]["elapsed_seconds"] if history else 0.0) + seconds
+        entry = {
             "epoch": epoch,
             "loss": self.meter.mean,
             "lr": self.epoch_lr,
@@ -471,121 +561,133 @@ class TrainingRun:
             "elapsed_seconds": elapsed,
             **metrics,
         }
-        self.history.append(record)
-        best_r1 = self.best["metrics"]["recall_at_1"] if self.best else None
-        if metrics and (best_r1 is None or metrics["recall_at_1"] > best_r1):
-            self.best = {"epoch": epoch, "metrics": metrics}
+        best = self.record.best
+        new_best = bool(metrics) and (
+            best is None or metrics["recall_at_1"] > best["metrics"]["recall_at_1"]
+        )
+        if new_best:
             checkpoint.save_atomic(
                 {**self.model_state(epoch, loss_state), "metrics": metrics},
                 self.checkpoint_dir / checkpoint.BEST,
             )
+        # The record changes only once the checkpoints hold the epoch, so results.json and
+        # last.pt always agree (a failed save leaves both at the previous epoch).
+        next_best = {"epoch": epoch, "metrics": metrics} if new_best else best
         checkpoint.save_atomic(
-            self.full_state(epoch, loss_state, optimizer_states),
+            self.full_state(epoch, loss_state, optimizer_states, [*history, entry], next_best),
             self.checkpoint_dir / checkpoint.LAST,
         )
-        write_results(self.run_dir, self.results("running"))
-        tqdm.tqdm.write(self.summary_line(record))
+        history.append(entry)
+        self.record.best = next_best
+        self.record.write()
+        tqdm.tqdm.write(self.summary_line(entry))
         stop_after = self.cfg.train.stop_after_epoch
+        last_epoch = epoch == int(self.cfg.train.epochs)
         if stop_after is not None and epoch >= int(stop_after) and not last_epoch:
             self.stopped_early = True
             return False
         return keep_going is not False
 
-    def summary_line(self, record: Mapping[str, Any]) -> str:
-        recalls = "  ".join(f"R@{k.rsplit('_', 1)[1]} {record[k]:.4f}" for k in recall_keys(record))
-        best = (
-            f"  (best R@1 {self.best['metrics']['recall_at_1']:.4f} at epoch {self.best['epoch']})"
-            if self.best
+    def epoch_metrics(self, epoch: int) -> dict[str, float]:
+        """Recall@K of the epoch if it was tested (every ``eval.interval`` epochs and always the
+        last one), else ``{}``."""
+        assert self.logging is not None
+        tester, splits = self.logging.tester, self.parts.eval
+        tested = epoch % int(self.cfg.eval.interval) == 0
+        if epoch == int(self.cfg.train.epochs) and not tested:
+            models = self.parts.models
+            tester.test(
+                splits.datasets, epoch, models["trunk"], models["embedder"], splits.splits_to_eval
+            )
+            tested = True
+        if not tested:
+            return {}
+        return builders.split_metrics(tester.all_accuracies[splits.query_split])
+
+    def summary_line(self, entry: Mapping[str, Any]) -> str:
+        recalls = "  ".join(f"R@{k.rsplit('_', 1)[1]} {entry[k]:.4f}" for k in recall_keys(entry))
+        best = self.record.best
+        best_text = (
+            f"  (best R@1 {best['metrics']['recall_at_1']:.4f} at epoch {best['epoch']})"
+            if best
             else ""
         )
         return (
-            f"epoch {record['epoch']}/{self.cfg.train.epochs}  loss {record['loss']:.4f}  "
-            f"{recalls}{best}"
+            f"epoch {entry['epoch']}/{self.cfg.train.epochs}  loss {entry['loss']:.4f}  "
+            f"{recalls}{best_text}"
         )
 
-    # ------------------------------------------------------------------ results
-    def results(self, status: str, error: str | None = None) -> dict[str, Any]:
-        tested = [r for r in self.history if "recall_at_1" in r]
-        final = tested[-1] if tested else None
-        out: dict[str, Any] = {
-            "status": status,
-            "run_dir": str(self.run_dir),
-            "dataset": str(self.cfg.data.name),
-            "backbone": str(self.cfg.model.backbone),
-            "epochs": int(self.cfg.train.epochs),
-            "epochs_completed": self.history[-1]["epoch"] if self.history else 0,
-            "final": None
-            if final is None
-            else {"epoch": final["epoch"], "metrics": _metrics(final)},
-            "best": self.best,
-            "history": self.history,
+    # ------------------------------------------------------------------ checkpoints
+    def gather_state(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The loss and optimizer states with the full (C, D) proxies and proxy moments, on rank 0
+        (None elsewhere). A collective under torchrun: every rank calls it each epoch."""
+        loss = self.parts.loss
+        loss_state = distributed.full_loss_state_dict(loss)
+        optimizer_states = {
+            name: distributed.full_optimizer_state_dict(optimizer, loss)
+            for name, optimizer in self.parts.optimizers.items()
         }
-        previous = read_results(self.run_dir) or {}
-        if previous.get("evaluation"):
-            out["evaluation"] = previous["evaluation"]
-        if error:
-            out["error"] = error
-        return out
+        return loss_state, (optimizer_states if self.is_main else None)
 
+    def model_state(self, epoch: int, loss_state: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "format": checkpoint.FORMAT_VERSION,
+            "epoch": epoch,
+            "models": checkpoint.state_dicts(self.parts.models),
+            "loss_funcs": {"metric_loss": loss_state},
+            "config": to_dict(self.cfg),
+        }
+
+    def full_state(
+        self,
+        epoch: int,
+        loss_state: Mapping[str, Any],
+        optimizer_states: Mapping[str, Any],
+        history: list[dict[str, Any]],
+        best: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        return {
+            **self.model_state(epoch, loss_state),
+            "optimizers": dict(optimizer_states),
+            "lr_schedulers": checkpoint.state_dicts(self.parts.schedulers),
+            "rng": rng_state(),
+            "history": history,
+            "best": best,
+        }
+
+    def last_good_checkpoint(self) -> str | None:
+        last = self.checkpoint_dir / checkpoint.LAST
+        if not last.is_file() or not self.record.history:
+            return None
+        return f"{last} (end of epoch {self.record.history[-1]['epoch']})"
+
+    # ------------------------------------------------------------------ plots
     def write_plots(self) -> None:
         """``plots/`` (curves, retrieval grid, embedding projection; :mod:`.artifacts`), recorded
         under ``plots`` in the results files. A plot that fails is skipped with a warning."""
-        if not self.history:
+        if not self.record.history or self.logging is None:
             return
         try:
             from pml_proxy_anchor.training.artifacts import write_run_plots
 
+            tester, models = self.logging.tester, self.parts.models
+
             def embed(dataset: Any) -> tuple[Any, Any]:
-                assert self.tester is not None
-                return self.tester.get_all_embeddings(
-                    dataset,
-                    self.models["trunk"],
-                    self.models["embedder"],
-                    return_as_numpy=True,
+                return tester.get_all_embeddings(
+                    dataset, models["trunk"], models["embedder"], return_as_numpy=True
                 )
 
-            datasets = self.eval.datasets
-            query = datasets[self.eval.query_split]
-            gallery = datasets[self.eval.splits_to_eval[0][1][0]]
-            written = write_run_plots(
+            splits = self.parts.eval
+            query = splits.datasets[splits.query_split]
+            gallery = splits.datasets[splits.splits_to_eval[0][1][0]]
+            self.record.plots = write_run_plots(
                 self.run_dir,
-                self.history,
-                embed if self.tester is not None else None,
+                self.record.history,
+                embed,
                 query,
                 gallery,
                 seed=int(self.cfg.train.seed),
             )
-            results = read_results(self.run_dir)
-            if results is not None:
-                results["plots"] = written
-                write_results(self.run_dir, results)
+            self.record.write()
         except Exception as err:  # a plot must never cost a finished run
             LOGGER.warning("could not write the plots: %s: %s", type(err).__name__, err)
-
-    # ------------------------------------------------------------------ the run
-    def train(self, resume_state: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Build, restore (when resuming), train to ``train.epochs``, write the results."""
-        self.build_components()  # bad data, weights or device fail before the run dir exists
-        if self.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(self.cfg, self.run_dir / CONFIG_FILE)
-        self.build_trainer()
-        start_epoch = self.restore(resume_state) if resume_state is not None else 1
-        epochs = int(self.cfg.train.epochs)
-        self.epoch_started = time.perf_counter()
-        try:
-            if start_epoch <= epochs:
-                self.trainer.train(start_epoch=start_epoch, num_epochs=epochs)
-        except (NonFiniteLossError, RankFailureError) as err:
-            if self.is_main:
-                write_results(self.run_dir, self.results("failed", error=str(err)))
-            raise
-        finally:
-            if self.tensorboard is not None:
-                self.tensorboard.close()
-        results = None
-        if self.is_main:
-            results = self.results("stopped" if self.stopped_early else "finished")
-            write_results(self.run_dir, results)
-            self.write_plots()
-        return on_main(self.ctx, lambda: results)

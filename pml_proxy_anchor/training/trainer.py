@@ -5,8 +5,11 @@ Additions to ``pytorch_metric_learning.trainers.MetricLossOnly``:
 - every epoch starts by reseeding all RNGs from ``(seed, epoch)`` and opening a fresh DataLoader
   iterator, so a resumed run replays exactly the batches of an uninterrupted one;
 - the warm-up freeze of the trunk (:class:`~pml_proxy_anchor.training.hooks.WarmupFreeze`);
-- a NaN guard: a non-finite loss stops training with :class:`NonFiniteLossError` before the
-  backward pass, naming the epoch, the iteration and the global step;
+- a NaN guard: embeddings that contain NaN or infinite values (checked right after the forward
+  pass, before the loss sees them), a non-finite loss (before the backward pass) or non-finite
+  weights at the end of an epoch (before anything is evaluated or saved) stop training with
+  :class:`NonFiniteLossError`, naming the epoch, the iteration, the global step, the last good
+  checkpoint and the likely cause (``divergence_hint``);
 - several processes (torchrun): ``set_epoch`` of the ``DistributedSampler`` every epoch, the
   forward pass through the DDP-wrapped trunk and embedder (``ddp_models``; the plain modules in
   ``models`` are what the tester, the checkpoints and the hooks see), and a progress bar on rank 0
@@ -40,6 +43,7 @@ class ProxyAnchorTrainer(trainers.MetricLossOnly):
         seed: the run's seed; epoch ``e`` reseeds every RNG from ``(seed, e)``.
         warm_epochs: epochs during which the trunk is frozen.
         last_good_checkpoint: called on a NaN loss to name the checkpoint that was kept.
+        divergence_hint: the likely cause and the fix, appended to the NaN guard's message.
         ddp_models: ``{"trunk", "embedder"}`` wrapped in ``DistributedDataParallel`` (same
             parameters as ``models``), used for the training forward pass; None: one process.
         seed_rank: mixed into the per-epoch seeds (see :func:`~.seed.seed_epoch`); 0 on every
@@ -54,6 +58,7 @@ class ProxyAnchorTrainer(trainers.MetricLossOnly):
         seed: int = 0,
         warm_epochs: int = 0,
         last_good_checkpoint: Any = None,
+        divergence_hint: str = "",
         ddp_models: dict[str, nn.Module] | None = None,
         seed_rank: int = 0,
         progress: bool = True,
@@ -62,6 +67,7 @@ class ProxyAnchorTrainer(trainers.MetricLossOnly):
         self.seed = int(seed)
         self.warm_epochs = int(warm_epochs)
         self.last_good_checkpoint = last_good_checkpoint
+        self.divergence_hint = str(divergence_hint)
         self.ddp_models = dict(ddp_models or {})
         self.seed_rank = int(seed_rank)
         self.progress = bool(progress)
@@ -136,25 +142,61 @@ class ProxyAnchorTrainer(trainers.MetricLossOnly):
         super().set_to_train()
         self.warmup.apply(self.epoch)
 
+    def compute_embeddings(self, data: Any) -> torch.Tensor:
+        """PML's forward pass, then the NaN guard on its output (before the loss's own checks)."""
+        embeddings = super().compute_embeddings(data)
+        if not bool(torch.isfinite(embeddings.detach()).all()):
+            nan = int(torch.isnan(embeddings.detach()).sum())
+            inf = int(torch.isinf(embeddings.detach()).sum())
+            raise NonFiniteLossError(
+                self._non_finite_message(
+                    f"the embeddings became non-finite ({nan} NaN and {inf} infinite values of "
+                    f"{embeddings.numel()})",
+                    in_step=True,
+                )
+            )
+        return embeddings
+
     def backward(self) -> None:
         loss = self.losses["total_loss"]
         if not bool(torch.isfinite(torch.as_tensor(loss)).all()):
-            raise NonFiniteLossError(self._non_finite_message(loss))
+            value = float(torch.as_tensor(loss).detach())
+            raise NonFiniteLossError(
+                self._non_finite_message(f"the loss became {value}", in_step=True)
+            )
         super().backward()
 
-    def _non_finite_message(self, loss: Any) -> str:
+    def check_finite_parameters(self, modules: dict[str, nn.Module]) -> None:
+        """Raise :class:`NonFiniteLossError` if a parameter of ``modules`` is NaN or infinite
+        (the last optimizer step of the epoch diverged): nothing of it is evaluated or saved."""
+        for name, module in modules.items():
+            for param_name, parameter in module.named_parameters():
+                if not bool(torch.isfinite(parameter.detach()).all()):
+                    raise NonFiniteLossError(
+                        self._non_finite_message(
+                            f"the weights became non-finite ({name}.{param_name}) after the last "
+                            "optimizer step",
+                            in_step=False,
+                        )
+                    )
+
+    def _non_finite_message(self, what: str, in_step: bool) -> str:
         step = self.get_global_iteration()
+        if in_step:
+            where = (
+                f"at epoch {self.epoch}, iteration {self.iteration + 1}/"
+                f"{self.iterations_per_epoch} (global step {step + 1})"
+            )
+        else:
+            where = f"at the end of epoch {self.epoch} (global step {step})"
         kept = self.last_good_checkpoint() if callable(self.last_good_checkpoint) else None
-        where = (
+        checkpoint = (
             f"The last good checkpoint, {kept}, was kept."
             if kept
             else "No checkpoint had been written yet (the failure came in the first epoch)."
         )
-        value = float(torch.as_tensor(loss).detach())
-        return (
-            f"the loss became {value} at epoch {self.epoch}, iteration "
-            f"{self.iteration + 1}/{self.iterations_per_epoch} (global step {step + 1}); "
-            f"training stopped. {where} Fix: lower optimizer.lr or "
-            "optimizer.proxy_lr_multiplier, keep train.grad_clip set, check the input data, "
-            "then start again or continue with --resume."
+        hint = self.divergence_hint or (
+            "Fix: lower optimizer.lr or optimizer.proxy_lr_multiplier, keep train.grad_clip set, "
+            "check the input data, then start again or continue with --resume."
         )
+        return f"{what} {where}; training stopped. {checkpoint} {hint}"
