@@ -10,6 +10,11 @@ from __future__ import annotations
 import torch
 
 
+def seeded(seed: int) -> torch.Generator:
+    """A CPU generator seeded with ``seed``; every random tensor of the loss tests uses one."""
+    return torch.Generator().manual_seed(seed)
+
+
 def similarities(x: torch.Tensor, p: torch.Tensor, kind: str = "cosine") -> torch.Tensor:
     """s(x, p) for all pairs; "cosine", "dot", or "neg_l2" (minus the Euclidean distance)."""
     x, p = x.double(), p.double()

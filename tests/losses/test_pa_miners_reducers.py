@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from pa_reference import reference_grads, reference_terms, rel_err
+from pa_reference import reference_grads, reference_terms, rel_err, seeded
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners, reducers, regularizers
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
@@ -50,7 +50,10 @@ def test_pml_builtin_only_shifts_the_logit_while_ours_excludes():
     kept = torch.arange(0, 24, 3)
     ours = ProxyAnchorLoss(8, 6)
     builtin = pml_losses.ProxyAnchorLoss(8, 6)
-    builtin.proxies.data.copy_(ours.proxies.data)
+    # Fixed proxies: for about 3% of random draws the built-in's shift is below 0.05.
+    proxies = torch.randn(8, 6, generator=seeded(4))
+    ours.proxies.data.copy_(proxies)
+    builtin.proxies.data.copy_(proxies)
     tup = keep_only(kept)
     with torch.no_grad():
         ours_mined, ours_subset = float(ours(x, labels, tup)), float(ours(x[kept], labels[kept]))
@@ -63,7 +66,7 @@ def test_pml_builtin_only_shifts_the_logit_while_ours_excludes():
 
 
 def test_proxy_whose_positives_are_all_removed_leaves_p_plus():
-    x = torch.randn(6, 4)
+    x = torch.randn(6, 4, generator=seeded(0))
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
     loss_fn = ProxyAnchorLoss(3, 4, collect_stats=True)
     kept = torch.tensor([0, 1, 4, 5])  # class 1 has no sample left

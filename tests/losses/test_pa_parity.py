@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from pa_reference import reference_grads, reference_terms, rel_err
+from pa_reference import reference_grads, reference_terms, rel_err, seeded
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning.distances import DotProductSimilarity, LpDistance
 
@@ -79,7 +79,7 @@ def test_float64_inputs_are_exact(alpha):
 
 def test_per_proxy_terms_match_reference():
     x, labels = make_batch(15, 9, 6, "random", seed=11)
-    proxies = torch.randn(9, 6)
+    proxies = torch.randn(9, 6, generator=seeded(12))
     cfg = KernelConfig(alpha=32.0, margin=0.1, normalize=True, chunk_size=4)
     pos, neg = fused_proxy_anchor_terms(x.double(), proxies.double(), labels, None, cfg)
     ref_pos, ref_neg, ref_ids = reference_terms(x, proxies, labels, 32.0, 0.1)
@@ -146,7 +146,7 @@ def test_fused_sums_gradcheck(normalize):
 
 def test_fused_sums_with_equal_and_unequal_upstream_weights():
     x, labels = make_batch(12, 9, 5, "random", seed=21)
-    proxies = torch.randn(9, 5)
+    proxies = torch.randn(9, 5, generator=seeded(22))
     cfg = KernelConfig(alpha=32.0, margin=0.1, normalize=True, chunk_size=4)
     present = torch.zeros(9)
     present[labels] = 1.0
@@ -184,8 +184,7 @@ def test_chunk_size_does_not_change_result():
     results = []
     for chunk in (1, 4, 17, 100):
         loss_fn = ProxyAnchorLoss(17, 6, chunk_size=chunk)
-        torch.manual_seed(0)
-        loss_fn.proxies.data = torch.randn(17, 6)
+        loss_fn.proxies.data = torch.randn(17, 6, generator=seeded(0))
         results.append(loss_and_grads(loss_fn, x, labels))
     # Chunks change only the float32 summation order: gradients (of magnitude ~1) agree to a
     # few float32 ulps.
@@ -234,7 +233,7 @@ def test_proxies_init_and_records():
 def test_pos_proxy_stat_is_recorded():
     loss_fn = ProxyAnchorLoss(10, 4, collect_stats=True)
     labels = torch.tensor([1, 1, 3, 7, 3])
-    loss_fn(torch.randn(5, 4), labels)
+    loss_fn(torch.randn(5, 4, generator=seeded(0)), labels)
     assert loss_fn.num_pos_proxies == 3
     assert loss_fn.num_excluded_samples == 0
 
@@ -260,8 +259,8 @@ def test_both_exponent_paths_at_extreme_cosines(alpha):
 def test_sample_weights_match_reference_below_and_above_one(scale):
     # Weights above 1 take the max-subtracted path; at most 1 (PML's miners) the fixed one.
     x, labels = make_batch(16, 7, 5, "random", seed=9)
-    proxies = torch.randn(7, 5)
-    w = torch.rand(16, generator=torch.Generator().manual_seed(1)) * scale
+    proxies = torch.randn(7, 5, generator=seeded(10))
+    w = torch.rand(16, generator=seeded(1)) * scale
     w[3] = 0.0  # removed
     cfg = KernelConfig(alpha=32.0, margin=0.1, normalize=True, chunk_size=3)
     assert _fixed_shift_is_safe(cfg, 32.0, w) == (scale <= 1)
@@ -294,7 +293,7 @@ def test_label_c_means_own_proxy_elsewhere(chunk):
     # it is a negative of every proxy; the terms of proxies 0..C-1 are those of the full set.
     x, labels = make_batch(12, 7, 5, "random", seed=13)
     labels[[1, 4, 9]] = 6  # class 6's proxy lives "on another rank"
-    full = torch.randn(7, 5, dtype=torch.float64)
+    full = torch.randn(7, 5, dtype=torch.float64, generator=seeded(14))
     local = full[:6]
     cfg = KernelConfig(alpha=32.0, margin=0.1, normalize=True, chunk_size=chunk)
     pos, neg = fused_proxy_anchor_terms(x.double(), local, labels, None, cfg)

@@ -9,10 +9,13 @@ from pml_proxy_anchor.losses import ProxyAnchorLoss
 
 
 def test_trains_in_metric_loss_only(tmp_path):
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # the layers' initialisation and the trainer's shuffling
     num_classes, dim = 4, 8
     labels = torch.arange(64) % num_classes
-    data = torch.randn(64, 10) + 2.0 * torch.nn.functional.one_hot(labels, 10).float()
+    data = (
+        torch.randn(64, 10, generator=torch.Generator().manual_seed(1))
+        + 2.0 * torch.nn.functional.one_hot(labels, 10).float()
+    )
     dataset = torch.utils.data.TensorDataset(data, labels)
     trunk = torch.nn.Sequential(torch.nn.Linear(10, 16), torch.nn.ReLU())
     embedder = torch.nn.Linear(16, dim)
