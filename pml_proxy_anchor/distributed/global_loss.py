@@ -17,6 +17,11 @@ parameter gradients over the N ranks: ``(1/N) sum_r N dl/dx_r dx_r/dtheta = dl/d
 the single-process gradient of the global-batch loss. The proxies are not in DDP (do not wrap the
 loss in DDP): every rank computes the identical exact ``dl/dP`` itself. Without DDP (a model whose
 gradients are *summed*, or no model), pass ``ddp_average=False``: then ``x_r.grad = dl/dx_r``.
+
+Use it in place of PML's ``DistributedLossWrapper`` (same call signature). PML's wrapper also
+gathers, but multiplies the loss by N; around this loss the value and the proxies' gradients are
+then N times the global-batch loss's on every rank (tests/distributed/test_pml_wrapper_factor.py),
+and it needs equal local batch sizes.
 """
 
 from __future__ import annotations
