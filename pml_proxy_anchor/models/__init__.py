@@ -3,26 +3,34 @@
 - :class:`BNInception` and :func:`load_bn_inception_weights` - the paper's main backbone, loading
   the ``pretrainedmodels`` ImageNet file ``bn_inception-52deb4733.pth`` strictly.
 - :func:`resnet50_trunk` - torchvision's ResNet-50 up to ``layer4``.
-- ``SmallCNN`` - a tiny CPU backbone (tests, Omniglot).
+- :class:`SmallCNN` - a tiny CPU backbone (tests, Omniglot).
 - :class:`EmbeddingHead` - GAP + GMP summed, Linear (Kaiming fan_out, zero bias), L2 norm.
 - :func:`freeze_batchnorm` / :func:`set_trainable` - BN freeze and warm-up.
+- :data:`BACKBONES` - the one table of backbones (name -> :class:`Backbone`).
 - :func:`build_model` - ``(trunk, embedder)`` from the ``model:`` config section.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from .batchnorm import freeze_batchnorm, is_batchnorm_frozen, set_trainable, unfreeze_batchnorm
 from .bn_inception import BNInception, load_bn_inception_weights
-from .build import BACKBONES, ModelConfigError, build_model
-from .errors import WeightsFileError, WeightsMismatchError, WeightsNotFoundError
+from .build import BACKBONES, RANDOM_WEIGHTS, Backbone, build_model, resolve_pretrained
+from .errors import (
+    ModelConfigError,
+    WeightsFileError,
+    WeightsMismatchError,
+    WeightsNotFoundError,
+    WeightsRequiredError,
+)
 from .head import EmbeddingHead
 from .resnet import ResNet50Trunk, resnet50_trunk
+from .small_cnn import SmallCNN
 
 __all__ = [
     "BACKBONES",
+    "RANDOM_WEIGHTS",
     "BNInception",
+    "Backbone",
     "EmbeddingHead",
     "ModelConfigError",
     "ResNet50Trunk",
@@ -30,20 +38,13 @@ __all__ = [
     "WeightsFileError",
     "WeightsMismatchError",
     "WeightsNotFoundError",
+    "WeightsRequiredError",
     "build_model",
     "freeze_batchnorm",
     "is_batchnorm_frozen",
     "load_bn_inception_weights",
     "resnet50_trunk",
+    "resolve_pretrained",
     "set_trainable",
     "unfreeze_batchnorm",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # SmallCNN lives in small_cnn.py (owned by the Omniglot work); imported on first use.
-    if name == "SmallCNN":
-        from .small_cnn import SmallCNN
-
-        return SmallCNN
-    raise AttributeError(f"module 'pml_proxy_anchor.models' has no attribute {name!r}")

@@ -1,10 +1,17 @@
-"""Errors raised when loading pretrained backbone weights.
+"""Errors of the models package: the ``model:`` config section and pretrained weight files.
 
-Three cases, each with a message naming the file, what was expected and the fix:
+Every class derives from :class:`~pml_proxy_anchor.errors.UserError` (something the user can fix)
+and from the built-in type a caller would expect; each message names the key or file, what was
+expected and the fix:
 
+- :class:`ModelConfigError` - the ``model:`` section names an unknown backbone or key, or a value
+  of the wrong type.
+- :class:`WeightsRequiredError` - a paper backbone (BN-Inception, ResNet-50) without
+  ``model.pretrained``: training would silently start from random weights.
 - :class:`WeightsNotFoundError` - the weight file does not exist (or cannot be downloaded); the
   message says where to get it (built by :func:`weights_not_found`).
-- :class:`WeightsFileError` - the file exists but is not a readable PyTorch state_dict.
+- :class:`WeightsFileError` - the file exists but is not a readable PyTorch state_dict (empty,
+  truncated, damaged, a directory, or holding other objects than tensors).
 - :class:`WeightsMismatchError` - the state_dict does not fit the architecture; lists the missing
   keys, the unexpected keys and the shape mismatches.
 """
@@ -14,14 +21,24 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from pml_proxy_anchor.errors import UserError
+
 _MAX_LISTED = 10
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class ModelConfigError(UserError, ValueError):
+    """The ``model:`` section names an unknown backbone or key, or a value of a wrong type."""
+
+
+class WeightsRequiredError(ModelConfigError):
+    """A backbone that the paper starts from ImageNet weights was given no ``model.pretrained``."""
+
+
+class WeightsNotFoundError(UserError, FileNotFoundError):
     """A pretrained weight file does not exist (nothing is downloaded behind the user's back)."""
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(UserError, ValueError):
     """A weight file exists but cannot be used as a state_dict for the architecture."""
 
 
@@ -83,5 +100,5 @@ def weights_not_found(
     return WeightsNotFoundError(
         f"{architecture} weight file not found: {os.fspath(path)!r}. {how_to_get} "
         "Pass its local path as the `pretrained` weights (model.pretrained in the config), "
-        "or null to start from random weights."
+        "or model.pretrained=none to start from random weights on purpose."
     )

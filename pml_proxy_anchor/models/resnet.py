@@ -18,10 +18,12 @@ from torchvision.models import ResNet, ResNet50_Weights, resnet50
 from .errors import WeightsNotFoundError
 from .weights import load_state_dict_checked, read_state_dict
 
+RESNET50_V1_URL = ResNet50_Weights.IMAGENET1K_V1.url
+RESNET50_V1_FILENAME = Path(RESNET50_V1_URL).name  # resnet50-0676ba61.pth, the paper's weights
 HOW_TO_GET_RESNET50 = (
     "Expected torchvision's ImageNet ResNet-50 state_dict: "
-    f"{Path(ResNet50_Weights.IMAGENET1K_V1.url).name} (IMAGENET1K_V1, the paper's weights) from "
-    f"{ResNet50_Weights.IMAGENET1K_V1.url}, or {Path(ResNet50_Weights.IMAGENET1K_V2.url).name} "
+    f"{RESNET50_V1_FILENAME} (IMAGENET1K_V1, the paper's weights) from "
+    f"{RESNET50_V1_URL}, or {Path(ResNet50_Weights.IMAGENET1K_V2.url).name} "
     f"(IMAGENET1K_V2) from {ResNet50_Weights.IMAGENET1K_V2.url}."
 )
 

@@ -9,6 +9,8 @@ Files are read with ``torch.load(weights_only=True)`` (tensors only, no arbitrar
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -27,28 +29,74 @@ def read_state_dict(
 
     Raises:
         WeightsNotFoundError: the file does not exist (the message says where to get it).
-        WeightsFileError: the file is not a readable PyTorch file or holds no plain state_dict.
+        WeightsFileError: the path is a directory, or the file is empty, truncated, damaged, not a
+            PyTorch file, holds other objects than tensors, holds no plain state_dict, or has
+            non-finite values; the message names the file and the fix.
     """
     file = Path(path).expanduser()
+    shown = os.fspath(file)
+    if file.is_dir():
+        raise WeightsFileError(
+            f"{architecture} weight file {shown!r} is a directory; expected the weight file "
+            f"itself. Fix: pass the path of the file inside it. {how_to_get}"
+        )
     if not file.is_file():
         raise weights_not_found(file, architecture=architecture, how_to_get=how_to_get)
     try:
+        size = file.stat().st_size
         loaded = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or foreign files
+    except PermissionError as exc:
         raise WeightsFileError(
-            f"cannot read {architecture} weight file {os.fspath(file)!r} as a PyTorch file "
-            f"({type(exc).__name__}: {exc}). Expected a state_dict saved with torch.save. "
-            f"Fix: download the file again. {how_to_get}"
+            f"{architecture} weight file {shown!r} cannot be read: permission denied. Fix: make "
+            "it readable (chmod u+r) or copy it somewhere readable."
         ) from exc
+    except Exception as exc:  # torch raises many types for damaged or foreign files
+        raise WeightsFileError(
+            f"{architecture} weight file {shown!r} cannot be read: {_why_unreadable(file, exc)} "
+            f"{how_to_get}"
+        ) from exc
+    if size == 0:  # torch.load raises EOFError for an empty file; kept for other loaders
+        raise WeightsFileError(f"{architecture} weight file {shown!r} is empty. {how_to_get}")
     if not isinstance(loaded, Mapping) or not all(isinstance(v, Tensor) for v in loaded.values()):
         found = sorted(map(str, loaded))[:10] if isinstance(loaded, Mapping) else type(loaded)
         raise WeightsFileError(
-            f"{architecture} weight file {os.fspath(file)!r} does not hold a plain state_dict "
+            f"{architecture} weight file {shown!r} does not hold a plain state_dict "
             f"(a mapping of parameter names to tensors); found {found}. If it is a training "
             "checkpoint, save its model state_dict on its own (e.g. torch.save(ckpt['state_dict'], "
             f"path)). {how_to_get}"
         )
+    not_finite = [
+        str(key)
+        for key, value in loaded.items()
+        if value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
+    if not_finite:
+        raise WeightsFileError(
+            f"{architecture} weight file {shown!r} holds NaN or infinite values in "
+            f"{len(not_finite)} tensor(s): {', '.join(not_finite[:10])}. Fix: download the file "
+            f"again. {how_to_get}"
+        )
     return dict(loaded)
+
+
+def _why_unreadable(file: Path, exc: BaseException) -> str:
+    """Why ``torch.load`` failed on ``file`` and the fix, in words (no torch/miniz internals)."""
+    size = file.stat().st_size
+    download_again = "Fix: download the file again."
+    if size == 0:
+        return f"the file is empty (0 bytes; an interrupted download?). {download_again}"
+    if zipfile.is_zipfile(file):
+        if isinstance(exc, pickle.UnpicklingError):
+            return (
+                f"the file ({size:,} bytes) holds Python objects other than tensors (for example "
+                "a whole pickled model), which are not loaded for safety. Fix: save the state_dict "
+                "alone (torch.save(model.state_dict(), path)) and pass that file."
+            )
+        return f"the PyTorch file ({size:,} bytes) is damaged. {download_again}"
+    return (
+        f"the file ({size:,} bytes) is not a PyTorch weight file, or is truncated or damaged (an "
+        f"interrupted download?); expected a state_dict saved with torch.save. {download_again}"
+    )
 
 
 def load_state_dict_checked(
