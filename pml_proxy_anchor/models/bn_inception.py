@@ -7,7 +7,17 @@ weight file ``bn_inception-52deb4733.pth`` loads with ``strict=True``: the same 
 pooling with ``ceil_mode=True``, and the same order of branches in every concatenation (a wrong
 order would load without complaint and compute garbage).
 
-Input: 224x224 **BGR** images in 0..255 minus the mean (104, 117, 128), std 1 (SPEC.md section 2).
+BatchNorm momentum: all 69 BatchNorm layers take ``momentum=0.9``, as in the authors' code
+(``code/net/bn_inception.py``, which keeps the Caffe port's value), not PyTorch's default 0.1. In
+PyTorch's convention ``running = (1 - momentum) * running + momentum * batch``, so each training
+batch moves the running statistics 90% of the way to its own. This matters only where BatchNorm is
+not frozen (SOP and In-Shop, ``train.bn_freeze: false``): the running statistics used at
+evaluation are then those of the last batches, as in the authors' runs (docs/paper.md section 2).
+The momentum is not part of the state_dict; it applies to checkpoints written before this change
+too.
+
+Input: 224x224 **BGR** images in 0..255 minus the mean (104, 117, 128), std 1
+(docs/paper.md section 2).
 ``forward`` returns the last feature map ``(B, 1024, 7, 7)`` (the trunk used for metric learning);
 ``logits`` applies the 1000-class ImageNet classifier ``last_linear``, which is kept only so that
 the file loads strictly and can be removed with :meth:`BNInception.remove_classifier`.
@@ -24,6 +34,7 @@ from torch import Tensor, nn
 
 from .weights import load_state_dict_checked, read_state_dict
 
+BN_MOMENTUM = 0.9  # the authors' value for every BatchNorm layer (see the module docstring)
 BN_INCEPTION_FILENAME = "bn_inception-52deb4733.pth"
 BN_INCEPTION_URL = f"http://data.lip6.fr/cadene/pretrainedmodels/{BN_INCEPTION_FILENAME}"
 HOW_TO_GET_BN_INCEPTION = (
@@ -92,7 +103,7 @@ class BNInception(nn.Module):
         self, name: str, cin: int, cout: int, *, kernel: int, stride: int = 1, padding: int = 0
     ) -> None:
         self.add_module(name, nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding))
-        self.add_module(f"{name}_bn", nn.BatchNorm2d(cout, eps=1e-5))
+        self.add_module(f"{name}_bn", nn.BatchNorm2d(cout, eps=1e-5, momentum=BN_MOMENTUM))
 
     def _inception_block(self, b: _Block) -> None:
         prefix = f"inception_{b.name}"

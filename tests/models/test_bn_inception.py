@@ -14,6 +14,7 @@ from pml_proxy_anchor.models import (
     WeightsFileError,
     WeightsMismatchError,
     WeightsNotFoundError,
+    build_model,
     load_bn_inception_weights,
 )
 
@@ -49,6 +50,30 @@ def test_batchnorm_eps_and_ceil_mode_pooling(model):
     pools = [m for m in model.modules() if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d))]
     assert len(pools) == 12  # pool1, pool2 and one per inception block
     assert all(pool.ceil_mode for pool in pools)
+
+
+def test_every_batchnorm_has_the_authors_momentum_0_9():
+    """The authors' code/net/bn_inception.py passes momentum=0.9 to all 69 BatchNorm layers."""
+    for bn_freeze in (False, True):
+        trunk, _ = build_model(
+            {"backbone": "bn_inception", "pretrained": "none", "bn_freeze": bn_freeze}
+        )
+        bns = [m for m in trunk.modules() if isinstance(m, nn.BatchNorm2d)]
+        assert len(bns) == 69
+        assert [bn.momentum for bn in bns] == [0.9] * 69
+
+
+def test_momentum_0_9_moves_running_stats_90_percent_to_the_batch():
+    net = BNInception().train()
+    bn = net.conv1_7x7_s2_bn
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(4, 64, 5, 5, generator=generator) * 3.0 + 2.0
+    with torch.no_grad():
+        bn(features)
+    batch_mean = features.mean(dim=(0, 2, 3))
+    batch_var = features.var(dim=(0, 2, 3), unbiased=True)
+    torch.testing.assert_close(bn.running_mean, 0.9 * batch_mean, rtol=0, atol=1e-6)
+    torch.testing.assert_close(bn.running_var, 0.1 + 0.9 * batch_var, rtol=1e-6, atol=1e-5)
 
 
 def test_forward_224_gives_the_last_feature_map(model):
