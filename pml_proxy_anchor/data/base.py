@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from pytorch_metric_learning.datasets.base_dataset import BaseDataset
 from tqdm.auto import tqdm
 
-from .errors import CorruptImageError, DatasetNotFoundError, dataset_not_found
+from .errors import CorruptImageError, DataConfigError, DatasetNotFoundError, dataset_not_found
 
 _DECODE_ERRORS = (
     OSError,
@@ -85,7 +85,7 @@ class LocalImageDataset(BaseDataset):
     MARKER: ClassVar[str] = ""
     #: Usual names of the folder the archive extracts to; the root may also be its parent.
     FOLDER_NAMES: ClassVar[tuple[str, ...]] = ()
-    #: Full-size counts per split, ``{split: (images, classes)}`` (SPEC.md section 3).
+    #: Full-size counts per split, ``{split: (images, classes)}`` (docs/paper.md section 3).
     EXPECTED_COUNTS: ClassVar[dict[str, tuple[int, int]]] = {}
     #: Splits accepted by the constructor.
     SPLITS: ClassVar[tuple[str, ...]] = ("train", "test")
@@ -99,12 +99,17 @@ class LocalImageDataset(BaseDataset):
         skip_corrupt: bool = False,
     ) -> None:
         if split not in self.SPLITS:
-            raise ValueError(
+            raise DataConfigError(
                 f"{self.NAME}: unknown split {split!r}; expected one of {list(self.SPLITS)}."
+            )
+        if not isinstance(skip_corrupt, (bool, np.bool_)):
+            raise DataConfigError(
+                f"{self.NAME}: skip_corrupt must be true or false, got {skip_corrupt!r} "
+                f"({type(skip_corrupt).__name__})."
             )
         self.data_root = os.fspath(root)
         resolved = self.resolve_root(self.data_root)
-        self.skip_corrupt = skip_corrupt
+        self.skip_corrupt = bool(skip_corrupt)
         self.skipped_paths: list[str] = []
         # PML's BaseDataset validates the split and calls generate_split(); never downloads.
         super().__init__(

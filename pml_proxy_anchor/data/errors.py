@@ -1,20 +1,24 @@
-"""Errors raised by the data sets: a missing data set and a corrupt image.
+"""Errors raised by the data sets: a missing data set, a corrupt image, a malformed file, a bad key.
 
-One function, :func:`dataset_not_found`, builds every "data set missing" message so that they all
-say the same three things: which path is missing, the layout expected under the root, and the page
-to download the data set from (nothing is downloaded automatically).
+Every class derives from :class:`~pml_proxy_anchor.errors.UserError` (something the user can fix)
+and from the built-in type a caller would expect. One function, :func:`dataset_not_found`, builds
+every "data set missing" message so that they all say the same three things: which path is
+missing, the layout expected under the root, and the page to download the data set from (nothing
+is downloaded automatically).
 """
 
 from __future__ import annotations
 
 import os
 
+from pml_proxy_anchor.errors import UserError
 
-class DatasetNotFoundError(FileNotFoundError):
+
+class DatasetNotFoundError(UserError, FileNotFoundError):
     """A data root, an annotation file or an image file of a data set does not exist."""
 
 
-class CorruptImageError(ValueError):
+class CorruptImageError(UserError, ValueError):
     """An image file exists but cannot be decoded."""
 
     def __init__(self, path: str, reason: str) -> None:
@@ -25,6 +29,24 @@ class CorruptImageError(ValueError):
             "Fix: replace the file with a good copy from the original archive, or construct the "
             "data set with skip_corrupt=True to drop unreadable images (their count is reported)."
         )
+
+
+class AnnotationError(UserError, ValueError):
+    """An annotation file of a data set is malformed (the message names the file and the line).
+
+    Raised instead of dropping or miscounting images: an id that does not join across files, a
+    duplicated id or path, a class number that is not an integer or lies outside the data set's
+    classes.
+    """
+
+
+class DataConfigError(UserError, ValueError):
+    """The ``data:`` section of a config is wrong: an unknown name or key, a bad value."""
+
+
+def restore_hint(what: str = "the file") -> str:
+    """The fix for a damaged annotation file (the same words everywhere)."""
+    return f"Fix: restore {what} from the original archive (it was edited or cut short)."
 
 
 def dataset_not_found(

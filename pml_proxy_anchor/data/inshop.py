@@ -8,6 +8,10 @@ and 12,612 gallery images. Image names (``img/WOMEN/...jpg``) are relative to ``
 Query and gallery share ONE label mapping, built from the items of both, so that an item has the
 same label in both splits (Recall@K compares query labels with gallery labels). PML has no In-Shop
 data set.
+
+A malformed line, an unknown status, an image listed twice or a count on line 1 that differs from
+the lines listed raises :class:`~pml_proxy_anchor.data.errors.AnnotationError` naming the file and
+the line.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import ClassVar
 import numpy as np
 
 from .base import LocalImageDataset
+from .errors import AnnotationError, restore_hint
 
 _HEADER = ["image_name", "item_id", "evaluation_status"]
 _STATUSES = ("train", "query", "gallery")
@@ -28,7 +33,9 @@ def _item_number(item_id: str, where: str) -> int:
     """``"id_00000001"`` -> 1."""
     prefix, _, number = item_id.partition("_")
     if prefix != "id" or not number.isdigit():
-        raise ValueError(f"{where}: expected an item id like 'id_00000001', got {item_id!r}")
+        raise AnnotationError(
+            f"{where}: expected an item id like 'id_00000001', got {item_id!r}. {restore_hint()}"
+        )
     return int(number)
 
 
@@ -40,29 +47,36 @@ def _read_partition(path: str, mtime: float) -> dict[str, tuple[list[str], np.nd
         count_line = f.readline().strip()
         header = f.readline().split()
         if not count_line.isdigit() or header != _HEADER:
-            raise ValueError(
+            raise AnnotationError(
                 f"{path}: expected line 1 to be the image count and line 2 the header "
                 f"{' '.join(_HEADER)!r}, got {count_line!r} and {' '.join(header)!r}. "
-                "Fix: restore the file from the original archive."
+                f"{restore_hint()}"
             )
         n_lines = 0
+        first_line: dict[str, int] = {}
         for line_no, line in enumerate(f, start=3):
             fields = line.split()
             if not fields:
                 continue
+            where = f"{path}, line {line_no}"
             if len(fields) != 3 or fields[2] not in _STATUSES:
-                raise ValueError(
-                    f"{path}:{line_no}: expected 'image_name item_id train|query|gallery', "
-                    f"got {line!r}"
+                raise AnnotationError(
+                    f"{where}: expected 'image_name item_id train|query|gallery', "
+                    f"got {line.strip()!r}. {restore_hint()}"
                 )
+            if fields[0] in first_line:
+                raise AnnotationError(
+                    f"{where}: image {fields[0]!r} is listed again (first on line "
+                    f"{first_line[fields[0]]}); expected each image once. {restore_hint()}"
+                )
+            first_line[fields[0]] = line_no
             names, items = out[fields[2]]
             names.append(fields[0])
-            items.append(_item_number(fields[1], f"{path}:{line_no}"))
+            items.append(_item_number(fields[1], where))
             n_lines += 1
     if n_lines != int(count_line):
-        raise ValueError(
-            f"{path}: line 1 says {count_line} images but {n_lines} are listed. "
-            "Fix: restore the file from the original archive."
+        raise AnnotationError(
+            f"{path}: line 1 says {count_line} images but {n_lines} are listed. {restore_hint()}"
         )
     return {s: (names, np.asarray(items, dtype=np.int64)) for s, (names, items) in out.items()}
 
