@@ -38,6 +38,8 @@ from collections.abc import Iterator
 
 import torch
 
+from .validation import check_block_size
+
 NO_POSITIVE = torch.iinfo(torch.int64).max
 """Rank given to a query whose class has no other item in the gallery: a miss at every K."""
 
@@ -203,6 +205,8 @@ class _BestPositive:
         if not self._cand_q:
             return
         q, g = torch.cat(self._cand_q), torch.cat(self._cand_g)
+        if not len(q):
+            return  # no query has another item of its class: every rank is NO_POSITIVE
         s = torch.cat(
             [
                 _dot64(self.query[q[a:b]], self.gallery[g[a:b]])
@@ -339,9 +343,11 @@ def best_positive_ranks(
         gallery, gallery_labels: the gallery; ``None`` means self-retrieval (gallery = query).
         ref_includes_query: PML's convention: ``gallery[:Nq]`` is the query set, query i is
             gallery item i and is excluded from its own ranking.
-        block_size: side of the float32 GEMM tiles (default: :func:`default_block_size`).
+        block_size: side of the float32 GEMM tiles, a positive int (default:
+            :func:`default_block_size`).
         progress: show a tqdm bar over query blocks.
     """
+    block_size = check_block_size(block_size)
     symmetric = gallery is None
     if symmetric:
         gallery, gallery_labels = query, query_labels

@@ -29,8 +29,13 @@ from .validation import (
     RecallInputError,
     as_float_matrix,
     as_label_vector,
+    check_block_size,
+    check_device,
+    check_inner_products_fit,
     check_k_fits_gallery,
     check_k_values,
+    check_nonzero_rows,
+    normalize_rows,
 )
 
 DEFAULT_K_VALUES: tuple[int, ...] = (1, 2, 4, 8)
@@ -62,9 +67,13 @@ def recall_ranks(
     """Validate the input and return (ranks of the best positives, query labels) on ``device``.
 
     ``ranks[i] < K`` iff query i is a hit at K; ``ranks[i] == NO_POSITIVE`` if its class is
-    absent from the gallery (a :class:`RecallAtKWarning` reports how many).
+    absent from the gallery (a :class:`RecallAtKWarning` reports how many). With
+    ``normalize=True`` (cosine) an all-zero embedding row is refused: its similarities are
+    undefined.
     """
     ks = check_k_values(k_values)
+    block_size = check_block_size(block_size)
+    dev = check_device(device)
     q = as_float_matrix(query, "query embeddings")
     ql = as_label_vector(query_labels, "query labels", len(q), "query embeddings")
     if gallery is None:
@@ -97,20 +106,22 @@ def recall_ranks(
                 "for self-retrieval"
             )
     check_k_fits_gallery(ks, n_retrievable, self_retrieval=g is None or ref_includes_query)
-    dev = torch.device(device) if device is not None else q.device
+    if normalize:
+        check_nonzero_rows(q, "query embeddings")
+        if g is not None:
+            check_nonzero_rows(g, "gallery embeddings")
+    else:
+        check_inner_products_fit(q, q if g is None else g)
+    dev = dev if dev is not None else q.device
     q, ql = q.to(dev), ql.to(dev)
     if normalize:
-        q = torch.nn.functional.normalize(q, dim=1)
+        q = normalize_rows(q)
     if g is not None and gl is not None:
         g, gl = g.to(dev), gl.to(dev)
         if ref_includes_query:
-            g = (
-                torch.cat([q, torch.nn.functional.normalize(g[len(q) :], dim=1)])
-                if normalize
-                else g
-            )
+            g = torch.cat([q, normalize_rows(g[len(q) :])]) if normalize else g
         elif normalize:
-            g = torch.nn.functional.normalize(g, dim=1)
+            g = normalize_rows(g)
     if exact:
         ranks = best_positive_ranks(
             q,
@@ -199,7 +210,8 @@ class RecallAtKCalculator(AccuracyCalculator):
             galleries (``approximate_index``, a faiss factory string, default "HNSW32").
         normalize: L2-normalise before computing similarities (cosine; PML's testers already
             normalise by default).
-        block_size: GEMM tile side for the exact search (default 2048 on CPU, 8192 on GPU).
+        block_size: GEMM tile side for the exact search (a positive int; default 2048 on CPU,
+            8192 on GPU).
         progress: tqdm bar over query blocks.
         **accuracy_calculator_kwargs: passed to PML's ``AccuracyCalculator`` (``k``, ``device``,
             ``avg_of_avgs``, ``return_per_class``, ``knn_func``...). ``k`` defaults to
@@ -227,7 +239,7 @@ class RecallAtKCalculator(AccuracyCalculator):
         self.k_values = check_k_values(k_values)
         self.exact = exact
         self.normalize = normalize
-        self.block_size = block_size
+        self.block_size = check_block_size(block_size)
         self.approximate_index = approximate_index
         self.progress = progress
         self._recall_names = {recall_metric_name(k): k for k in self.k_values}
