@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 import warnings
 from collections.abc import Sequence
@@ -20,33 +21,118 @@ from typing import Any
 import numpy as np
 import torch
 
-from .presets import DEFAULT_K_VALUES, recall_k_values
+from pml_proxy_anchor.errors import UserError
+from pml_proxy_anchor.registry import choose
+from pml_proxy_anchor.training.errors import DeviceNotAvailableError
+
+from .presets import (
+    DEFAULT_K_VALUES,
+    PAPER_K_VALUES,
+    canonical_dataset_name,
+    recall_k_values,
+)
 from .recall import NO_POSITIVE, RecallAtKWarning, recall_metric_name, recall_ranks
-from .validation import RecallInputError, check_k_values
+from .validation import RecallInputError, check_device, check_k_values
+
+
+class RecallFileNotFoundError(UserError, FileNotFoundError):
+    """An embedding or label file given to ``recall`` does not exist (or is not a file)."""
+
+
+_FILE_FIX = (
+    "expected a numeric array saved with np.save (.npy) or a tensor saved with torch.save "
+    "(.pt); fix: re-save it, e.g. np.save(path, embeddings.astype(np.float32)) or "
+    "`pml-proxy-anchor embed ... --out FILE.npy`"
+)
 
 
 def load_array(path: str | Path) -> np.ndarray:
-    """Load a ``.npy`` array or a ``.pt`` tensor (``torch.load(weights_only=True)``)."""
+    """Load a ``.npy`` array or a ``.pt`` tensor (``torch.load(weights_only=True)``).
+
+    A ``.pt`` file may also hold the dict written by ``pml-proxy-anchor embed --out FILE.pt``
+    (its ``"embeddings"`` tensor is used). Missing, empty, corrupt and pickled files are refused
+    with the file named.
+    """
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(
-            f"embedding/label file not found: {p}; expected a .npy or .pt file; "
+        what = "is a directory, not a file" if p.is_dir() else "not found"
+        raise RecallFileNotFoundError(
+            f"embedding/label file {what}: {p}; expected a .npy or .pt file; "
             "fix: check the path (e.g. the output of `pml-proxy-anchor embed`)"
         )
+    if p.suffix not in (".npy", ".pt", ".pth"):
+        raise RecallInputError(
+            f"unsupported file type {p.suffix!r} for {p}; expected .npy or .pt; "
+            "fix: save with numpy.save or torch.save"
+        )
+    if p.stat().st_size == 0:
+        raise RecallInputError(f"{p} is empty (0 bytes); {_FILE_FIX}")
     if p.suffix == ".npy":
+        return _load_npy(p)
+    return _load_pt(p)
+
+
+def _load_npy(p: Path) -> np.ndarray:
+    with open(p, "rb") as handle:
+        magic = handle.read(6)
+    if magic.startswith(b"PK"):
+        raise RecallInputError(f"{p} is an .npz archive, not one array; {_FILE_FIX}")
+    if magic != b"\x93NUMPY":
+        raise RecallInputError(f"{p} is not a .npy file (no NumPy header); {_FILE_FIX}")
+    try:
         return np.load(p, allow_pickle=False)
-    if p.suffix in (".pt", ".pth"):
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-        if not isinstance(obj, torch.Tensor):
+    except ValueError as err:
+        if "pickle" in str(err):
             raise RecallInputError(
-                f"{p} holds a {type(obj).__name__}, expected a single tensor; "
-                "fix: torch.save(tensor, path)"
-            )
-        return obj.numpy()
-    raise RecallInputError(
-        f"unsupported file type {p.suffix!r} for {p}; expected .npy or .pt; "
-        "fix: save with numpy.save or torch.save"
-    )
+                f"{p} holds pickled python objects (an object array), which are not loaded for "
+                f"safety; {_FILE_FIX}"
+            ) from None
+        raise RecallInputError(
+            f"{p} is not a readable .npy array ({_first_sentence(err)}); {_FILE_FIX}"
+        ) from None
+    except (OSError, EOFError, pickle.UnpicklingError) as err:
+        raise RecallInputError(
+            f"{p} is not a readable .npy array (truncated or corrupt: {_first_sentence(err)}); "
+            f"{_FILE_FIX}"
+        ) from None
+
+
+def _first_sentence(err: BaseException) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text.split(". ")[0][:160]
+
+
+def _load_pt(p: Path) -> np.ndarray:
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise RecallInputError(
+            f"{p} is not a torch file of tensors (not written by torch.save, or it holds python "
+            f"objects, which are not loaded for safety); {_FILE_FIX}"
+        ) from None
+    except (RuntimeError, OSError, EOFError, ValueError) as err:
+        raise RecallInputError(
+            f"{p} is not a readable torch file (truncated or corrupt: {_first_sentence(err)}); "
+            f"{_FILE_FIX}"
+        ) from None
+    if isinstance(obj, dict) and isinstance(obj.get("embeddings"), torch.Tensor):
+        obj = obj["embeddings"]  # the file written by `pml-proxy-anchor embed --out FILE.pt`
+    if not isinstance(obj, torch.Tensor):
+        raise RecallInputError(
+            f"{p} holds a {type(obj).__name__}, expected a single tensor; "
+            "fix: torch.save(tensor, path)"
+        )
+    return obj.detach().numpy()
+
+
+class RecallOutputError(UserError, OSError):
+    """The results JSON cannot be written where ``--out`` says."""
+
+
+def _name_files(err: RecallInputError, files: dict[str, str | Path | None]) -> RecallInputError:
+    """The same error with the files it came from appended."""
+    named = ", ".join(f"{what}: {path}" for what, path in files.items() if path is not None)
+    return RecallInputError(f"{err} (files: {named})")
 
 
 def evaluate_files(
@@ -71,15 +157,25 @@ def evaluate_files(
             "give both gallery embeddings and gallery labels, or neither (self-retrieval)"
         )
     ks = check_k_values(k_values)
+    check_device(device, "--device")
     q, ql = load_array(query_emb_path), load_array(query_labels_path)
     g = gl = None
     if gallery_emb_path is not None and gallery_labels_path is not None:
         g, gl = load_array(gallery_emb_path), load_array(gallery_labels_path)
+    files = {
+        "query embeddings": query_emb_path,
+        "query labels": query_labels_path,
+        "gallery embeddings": gallery_emb_path,
+        "gallery labels": gallery_labels_path,
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RecallAtKWarning)  # reported as a count below
-        ranks, _ = recall_ranks(
-            q, ql, g, gl, k_values=ks, normalize=normalize, exact=exact, device=device
-        )
+        try:
+            ranks, _ = recall_ranks(
+                q, ql, g, gl, k_values=ks, normalize=normalize, exact=exact, device=device
+            )
+        except RecallInputError as err:
+            raise _name_files(err, files) from None
     results: dict[str, Any] = {
         recall_metric_name(k): float((ranks < k).double().mean()) for k in ks
     }
@@ -93,8 +189,14 @@ def evaluate_files(
     )
     if out_json is not None:
         out = Path(out_json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(results, indent=2) + "\n")
+        except OSError as err:
+            raise RecallOutputError(
+                f"cannot write the results to {out} ({err.strerror or err}); expected a writable "
+                "file path; fix: choose another --out path (a file, in a folder you can write)"
+            ) from None
     return results
 
 
@@ -141,12 +243,21 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     return p
 
 
+def preset_k_values(preset: str | None) -> tuple[int, ...]:
+    """The paper's Ks for ``--preset`` (1 2 4 8 without one); an unknown name is refused."""
+    if preset is None:
+        return DEFAULT_K_VALUES
+    if canonical_dataset_name(preset) is None:
+        choose(preset, PAPER_K_VALUES, "--preset")  # raises, with the closest names
+    return recall_k_values(preset)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``pml-proxy-anchor recall``; returns the exit status."""
     args = build_parser().parse_args(argv)
-    k_values = tuple(args.k) if args.k else recall_k_values(args.preset or "")
     gallery = args.gallery or (None, None)
     try:
+        k_values = tuple(args.k) if args.k else preset_k_values(args.preset)
         results = evaluate_files(
             args.query_embeddings,
             args.query_labels,
@@ -158,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             exact=not args.approximate,
             device=args.device,
         )
-    except (RecallInputError, FileNotFoundError) as e:
+    except (UserError, DeviceNotAvailableError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_table(results))

@@ -1,4 +1,4 @@
-"""Independent brute-force Recall@K written from SPEC.md section 4 (for the tests only).
+"""Independent brute-force Recall@K written from docs/paper.md section 4 (for the tests only).
 
 Dense float64 similarities of the float32 embeddings, a stable descending sort (ties: lower
 gallery index first), the query removed by index in self-retrieval, then the top-K definition:
