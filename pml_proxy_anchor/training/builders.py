@@ -23,19 +23,19 @@ Each builder reads its slice of the config and returns plain PML/torch objects:
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_metric_learning import testers
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from pml_proxy_anchor import distributed
-from pml_proxy_anchor.training.config import to_dict
+from pml_proxy_anchor.training.config import REGULARIZERS, loss_spec, optimizer_class, to_dict
+from pml_proxy_anchor.training.errors import ConfigValueError
 
 
 @dataclass
@@ -61,11 +61,45 @@ def model_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 def build_datasets(cfg: DictConfig) -> tuple[Any, EvalSplits]:
-    """The train split and the evaluation splits of ``cfg.data``."""
+    """The train split and the evaluation splits of ``cfg.data``; the Ks of Recall@K are
+    checked against the evaluation splits (:func:`check_k_values`) before anything trains."""
     from pml_proxy_anchor.data import build_datasets as data_build
 
     datasets = data_build(_plain(cfg.data), str(cfg.model.backbone))
-    return datasets["train"], eval_splits(datasets)
+    splits = eval_splits(datasets)
+    check_k_values(build_accuracy_calculator(cfg).k_values, splits)
+    return datasets["train"], splits
+
+
+def check_k_values(k_values: Sequence[int], splits: EvalSplits) -> None:
+    """Refuse a K larger than the number of items a query can retrieve (self-retrieval: the
+    split's size minus one; query/gallery: the gallery's size), naming ``eval.k_values``.
+
+    Called by :func:`build_datasets`, so a bad K stops the run before epoch 1, not after it.
+    """
+    for query, references in splits.splits_to_eval:
+        sizes = {name: len(splits.datasets[name]) for name in {query, *references}}
+        retrievable = sum(sizes[name] for name in references) - (query in references)
+        too_large = sorted(int(k) for k in k_values if int(k) > retrievable)
+        if not too_large:
+            continue
+        how = (
+            f"the {query} split has {sizes[query]} items, so a query can retrieve "
+            f"{retrievable} (itself excluded)"
+            if query in references
+            else f"the {'+'.join(references)} split has {retrievable} items"
+        )
+        fits = [int(k) for k in k_values if int(k) <= retrievable]
+        fix = (
+            f"Fix: eval.k_values=[{','.join(str(k) for k in fits)}]"
+            if 1 in fits
+            else "Fix: evaluate on a larger split"
+        )
+        raise ConfigValueError(
+            f"eval.k_values: K={too_large[-1]} is larger than the evaluation data allows: {how}; "
+            f"Recall@K for K > {retrievable} is meaningless. {fix} (the Ks are the data set's "
+            "paper Ks when eval.k_values is null)."
+        )
 
 
 def eval_splits(datasets: Mapping[str, Any]) -> EvalSplits:
@@ -97,75 +131,42 @@ def embedding_size(embedder: nn.Module, cfg: DictConfig) -> int:
     return int(getattr(embedder, "embedding_size", None) or cfg.model.embedding_size)
 
 
-def _spec_parts(spec: Any, section: str) -> tuple[str, dict[str, Any]]:
-    spec = _plain(spec)
-    if isinstance(spec, str):
-        return spec, {}
-    if isinstance(spec, Mapping) and len(spec) == 1:
-        name, kwargs = next(iter(spec.items()))
-        return str(name), dict(kwargs or {})
-    raise ValueError(
-        f"config section {section} must be a registry spec: a class name such as "
-        f"'ProxyAnchorLoss' or a one-key mapping {{Name: {{kwargs}}}}; got {spec!r}."
-    )
-
-
-def _accepts(cls: type, name: str) -> bool:
-    try:
-        parameters = inspect.signature(cls).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in parameters
-
-
-def build_from_spec(spec: Any, section: str, **fill: Any) -> Any:
-    """``registry.build`` of ``spec`` with ``fill`` added where the class accepts it and the
-    spec does not set it."""
+def build_from_spec(spec: Any, where: str, kind: str | None = None, **fill: Any) -> Any:
+    """``registry.build`` of ``spec`` (the config key ``where``, of ``kind``), with ``fill``
+    passed where the class names the argument and the spec does not set it."""
     from pml_proxy_anchor import registry
 
-    name, kwargs = _spec_parts(spec, section)
-    cls = registry.get(name)
-    for key, value in fill.items():
-        if key not in kwargs and _accepts(cls, key):
-            kwargs[key] = value
-    objects = {k: v for k, v in kwargs.items() if not _is_plain(v)}
-    plain = {k: v for k, v in kwargs.items() if _is_plain(v)}
-    built = registry.build({name: plain}) if not objects else cls(**plain, **objects)
-    return built
-
-
-def _is_plain(value: Any) -> bool:
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return True
-    if isinstance(value, Mapping):
-        return all(_is_plain(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return all(_is_plain(v) for v in value)
-    return False
+    return registry.build(_plain(spec), kind=kind, where=where, defaults=fill)
 
 
 def build_loss(
     cfg: DictConfig, num_classes: int, embedding_size: int, device: torch.device
 ) -> nn.Module:
-    """The metric loss of ``cfg.loss`` (with ``cfg.regularizers``), on ``device``."""
-    regularizers = {
-        key: build_from_spec(spec, f"regularizers.{key}")
-        for key, spec in (_plain(cfg.regularizers) or {}).items()
-        if spec is not None
-    }
-    loss = build_from_spec(
-        cfg.loss,
-        "loss",
-        num_classes=int(num_classes),
-        embedding_size=int(embedding_size),
-        **regularizers,
-    )
+    """The metric loss of ``cfg.loss`` with ``cfg.regularizers`` among its arguments, on
+    ``device``; ``num_classes`` and ``embedding_size`` filled in (a value the config sets must
+    equal them)."""
+    spec = loss_spec(cfg)
+    ((name, args),) = spec.items()
+    actual = {"num_classes": int(num_classes), "embedding_size": int(embedding_size)}
+    origin = {"num_classes": "the train split has", "embedding_size": "the model's embedding has"}
+    for key, value in actual.items():
+        if args.get(key) is not None and args[key] != value:
+            unit = "classes" if key == "num_classes" else "dimensions"
+            raise ConfigValueError(
+                f"config key loss.{name}.{key}={args[key]!r}, but {origin[key]} {value} {unit}. "
+                f"Fix: remove loss.{name}.{key} (it is filled in)."
+            )
+    for key in REGULARIZERS:  # built here so that an error names regularizers.<key>
+        regularizer = OmegaConf.select(cfg, f"regularizers.{key}")
+        if regularizer is not None:
+            args[key] = build_from_spec(regularizer, f"regularizers.{key}", "regularizers")
+    loss = build_from_spec(spec, "loss", "losses", **actual)
     return loss.to(device)
 
 
 def build_miner(cfg: DictConfig) -> Any | None:
     """The tuple miner of ``cfg.miner``, or None."""
-    return None if cfg.miner is None else build_from_spec(cfg.miner, "miner")
+    return None if cfg.miner is None else build_from_spec(cfg.miner, "miner", "miners")
 
 
 def build_sampler(cfg: DictConfig, labels: Any) -> Any | None:
@@ -174,7 +175,7 @@ def build_sampler(cfg: DictConfig, labels: Any) -> Any | None:
     if cfg.sampler is None:
         return None
     return build_from_spec(
-        cfg.sampler, "sampler", labels=labels, batch_size=int(cfg.train.batch_size)
+        cfg.sampler, "sampler", "samplers", labels=labels, batch_size=int(cfg.train.batch_size)
     )
 
 
@@ -232,7 +233,7 @@ def build_optimizers(
 ) -> tuple[dict[str, torch.optim.Optimizer], dict[str, Any]]:
     """PML ``optimizers`` and ``lr_schedulers`` dicts (StepLR stepped once per epoch)."""
     opt = cfg.optimizer
-    optimizer_cls = getattr(torch.optim, str(opt.name))
+    optimizer_cls = optimizer_class(opt.name)
     decay = float(opt.weight_decay)
     proxy_decay = opt.get("proxy_weight_decay")
     lrs = {name: float(opt.lr) for name in models}

@@ -1,4 +1,4 @@
-"""Config composition, overrides and key checks; the paper configs carry SPEC.md's numbers."""
+"""Config composition, overrides and key checks; the paper configs carry docs/paper.md's numbers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pml_proxy_anchor.training import ConfigKeyError, ConfigValueError, load_con
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
-# SPEC.md section 2: backbone, batch, lr, warm, bn freeze, lr step, gamma.
+# docs/paper.md section 2: backbone, batch, lr, warm, bn freeze, lr step, gamma.
 PAPER_TABLE = {
     "cub200_bninception": ("cub200", "bn_inception", 180, 1e-4, 1, True, 10, 0.5),
     "cub200_resnet50": ("cub200", "resnet50", 120, 1e-4, 5, True, 5, 0.5),
@@ -31,7 +31,7 @@ def test_paper_config_carries_the_spec_table(name: str) -> None:
     assert cfg.train.warm_epochs == warm
     assert cfg.train.bn_freeze is bn_freeze
     assert (cfg.scheduler.step, cfg.scheduler.gamma) == (step, gamma)
-    # The recipe shared by all runs (SPEC.md section 2).
+    # The recipe shared by all runs (docs/paper.md section 2).
     assert cfg.train.epochs == 60 and cfg.model.embedding_size == 512
     assert dict(cfg.loss) == {"ProxyAnchorLoss": {"margin": 0.1, "alpha": 32}}
     assert cfg.optimizer.name == "AdamW" and cfg.optimizer.weight_decay == pytest.approx(1e-4)
@@ -85,7 +85,31 @@ def test_plus_adds_a_key_that_does_not_exist() -> None:
         ("train.epochs=0", r"train\.epochs=0 must be >= 1"),
         ("optimizer.lr=-1", r"optimizer\.lr=-1 must be > 0"),
         ("train.batch_size=abc", r"train\.batch_size='abc' must be an integer"),
-        ("optimizer.name=Adagrad", r"optimizer\.name='Adagrad' is not supported"),
+        ("optimizer.name=Adagrad", r"unknown optimizer\.name 'Adagrad'.*Known: Adam, AdamW"),
+        ("optimizer.name=adamw", r"did you mean 'Adam', 'AdamW'"),
+        ("optimizer.lr=1e38", r"optimizer\.lr=1e\+38 must be <= 1e\+06.*overflow"),
+        ("optimizer.lr=.inf", r"optimizer\.lr=inf must be a finite number"),
+        ("optimizer.lr=.nan", r"optimizer\.lr=nan must be a finite number"),
+        ("optimizer.proxy_lr_multiplier=1e7", r"proxy_lr_multiplier=10000000\.0 must be <= 1e\+06"),
+        ("optimizer.weight_decay=-1", r"weight_decay=-1 must be >= 0"),
+        ("train.grad_clip=.inf", r"train\.grad_clip=inf must be a finite number"),
+        ("train.dist_timeout_s=.inf", r"dist_timeout_s=inf must be a finite number"),
+        ("train.bn_freeze=maybe", r"train\.bn_freeze='maybe' must be true or false"),
+        ("train.epochs=2.5", r"train\.epochs=2\.5 must be an integer"),
+        ("train.epochs=true", r"train\.epochs=True must be an integer"),
+        ("run_dir=5", r"run_dir=5 must be a directory path"),
+        (
+            "eval.k_values=[2, 4]",
+            r"eval\.k_values must contain 1: the best epoch is chosen by "
+            r"Recall@1; got \[2, 4\]\. Fix: eval\.k_values=\[1,2,4\]",
+        ),
+        ("eval.k_values=[]", r"eval\.k_values=\[\] must be a non-empty list"),
+        ("eval.k_values=[1, 0]", r"integers >= 1"),
+        ("eval.k_values=[1, 2.5]", r"integers >= 1"),
+        ("eval.k_values=8", r"eval\.k_values=8 must be a list of Ks"),
+        ("loss=null", r"loss is null; a run needs a loss"),
+        ("train=5", r"config section train .* must be a mapping"),
+        ("=5", r"empty key part"),
         ("train.epochs", r"not of the form key=value"),
     ],
 )
@@ -97,3 +121,82 @@ def test_bad_values_are_refused(override: str, message: str) -> None:
 def test_missing_config_file_lists_the_known_ones() -> None:
     with pytest.raises(FileNotFoundError, match=r"cub200_bninception\.yaml"):
         load_config(CONFIGS / "cub_bninception.yaml")
+
+
+def test_plus_refuses_a_key_that_exists() -> None:
+    with pytest.raises(
+        ConfigKeyError,
+        match=r"model\.embedding_size already exists \(value 512\).*use model\.embedding_size=32",
+    ):
+        load_config(CONFIGS / "cub200_bninception.yaml", ["+model.embedding_size=32"])
+    with pytest.raises(ConfigKeyError, match=r"use model\.channels=32 to change it"):
+        load_config(CONFIGS / "omniglot.yaml", ["+model.channels=32"])
+
+
+def test_plus_cannot_add_an_unknown_key_to_a_closed_section() -> None:
+    with pytest.raises(ConfigKeyError, match=r"'train\.epoch'.*train\.epochs"):
+        load_config(CONFIGS / "cub200_bninception.yaml", ["+train.epoch=3"])
+
+
+def test_unknown_spec_argument_hints_at_plus() -> None:
+    with pytest.raises(ConfigKeyError, match=r"write \+loss\.ProxyAnchorLoss\.reducer=MeanReducer"):
+        load_config(CONFIGS / "omniglot.yaml", ["loss.ProxyAnchorLoss.reducer=MeanReducer"])
+
+
+def test_regularizer_typo_is_named() -> None:
+    with pytest.raises(ConfigKeyError, match=r"Did you mean regularizers\.embedding_regularizer"):
+        load_config(CONFIGS / "omniglot.yaml", ["regularizers.embeding_regularizer=LpRegularizer"])
+
+
+def test_config_errors_are_user_errors() -> None:
+    from pml_proxy_anchor.errors import UserError
+    from pml_proxy_anchor.training import errors
+
+    for name in (
+        "ConfigKeyError",
+        "ConfigValueError",
+        "ConfigFileNotFoundError",
+        "ConfigMismatchError",
+        "RunDirectoryExistsError",
+        "CheckpointNotFoundError",
+        "NonFiniteLossError",
+        "DeviceNotAvailableError",
+    ):
+        assert issubclass(getattr(errors, name), UserError), name
+    assert issubclass(errors.ConfigFileNotFoundError, FileNotFoundError)
+    assert issubclass(errors.ConfigValueError, ValueError)
+
+
+def test_a_copied_config_without_base_uses_the_builtin_base(tmp_path: Path) -> None:
+    (tmp_path / "mine.yaml").write_text((CONFIGS / "omniglot.yaml").read_text())
+    mine = load_config(tmp_path / "mine.yaml")
+    assert mine == load_config(CONFIGS / "omniglot.yaml")
+
+
+def test_a_missing_defaults_file_names_the_list_and_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "mine.yaml").write_text("defaults: [mybase]\ndata: {name: cub200}\n")
+    from pml_proxy_anchor.errors import UserError
+
+    with pytest.raises(FileNotFoundError) as caught:
+        load_config(tmp_path / "mine.yaml")
+    message = str(caught.value)
+    assert isinstance(caught.value, UserError)
+    assert f"config file {tmp_path / 'mine.yaml'} lists 'mybase' in its `defaults:`" in message
+    assert (
+        str(tmp_path / "mybase") in message and "Fix: put mybase.yaml next to mine.yaml" in message
+    )
+    assert "built-in config: base, " in message
+
+
+@pytest.mark.parametrize("defaults", ["5", "[[base]]", "{a: 1}"])
+def test_defaults_must_be_a_list_of_names(tmp_path: Path, defaults: str) -> None:
+    (tmp_path / "mine.yaml").write_text(f"defaults: {defaults}\n")
+    with pytest.raises(ConfigValueError, match=r"`defaults:` must be a list of config files"):
+        load_config(tmp_path / "mine.yaml")
+
+
+def test_a_config_is_a_path_a_name_or_a_mapping() -> None:
+    with pytest.raises(ConfigValueError, match="a file path, a built-in config name or a mapping"):
+        load_config(5)  # type: ignore[arg-type]
+    with pytest.raises(FileNotFoundError, match="is a directory"):
+        load_config(CONFIGS)
