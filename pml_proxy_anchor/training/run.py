@@ -354,12 +354,13 @@ def divergence_hint(cfg: DictConfig) -> str:
     """The likely cause and fix of a run whose loss or weights became NaN or infinite."""
     clip = cfg.train.grad_clip
     clipping = "no gradient clipping" if clip is None else f"train.grad_clip={clip}"
+    clip_fix = "set train.grad_clip (e.g. 10)" if clip is None else "lower train.grad_clip"
     return (
         "Likely cause: the learning rate is too high for this model and data "
         f"(optimizer.lr={cfg.optimizer.lr}, optimizer.proxy_lr_multiplier="
         f"{cfg.optimizer.proxy_lr_multiplier}, {clipping}). Fix: lower optimizer.lr (e.g. 10x) "
-        "or set train.grad_clip (e.g. 10), check the input data, then start again with "
-        "--overwrite, or continue from the last good checkpoint with --resume."
+        f"or {clip_fix}, and check the input data; then start again with --overwrite (a run "
+        "continued with --resume keeps its config)."
     )
 
 

@@ -197,6 +197,6 @@ class ProxyAnchorTrainer(trainers.MetricLossOnly):
         )
         hint = self.divergence_hint or (
             "Fix: lower optimizer.lr or optimizer.proxy_lr_multiplier, keep train.grad_clip set, "
-            "check the input data, then start again or continue with --resume."
+            "check the input data, then start again with --overwrite."
         )
         return f"{what} {where}; training stopped. {checkpoint} {hint}"
