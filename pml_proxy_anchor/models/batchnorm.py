@@ -1,8 +1,8 @@
-"""BatchNorm freeze and warm-up freezing of the Proxy-Anchor training recipe (SPEC.md section 2).
+"""BatchNorm freeze and warm-up freezing of the Proxy-Anchor recipe (docs/paper.md section 2).
 
 BN freeze keeps the backbone's BatchNorm layers in eval mode during training, so their running
 mean/variance stay those of the pretrained weights (small batches of few classes would corrupt
-them); for ResNet their affine weight and bias are frozen too.
+them); for ResNet their affine weight and bias are frozen too when the model is built.
 
 How the eval mode survives ``model.train()``: :func:`freeze_batchnorm` switches each BatchNorm
 layer's class to a subclass (:class:`EvalModeBatchNorm2d`, ...) whose ``train(mode)`` always sets
@@ -12,10 +12,14 @@ the trainer to remember. Parameters, buffers, state_dict names and the parameter
 optimizer holds are unchanged; the frozen model deep-copies and pickles normally.
 :func:`unfreeze_batchnorm` undoes it.
 
-Warm-up (train only the embedding layer and the proxies for the first epochs) is
-``set_trainable(trunk, False)`` then ``set_trainable(trunk, True)``: the embedder is a separate
-module, so its parameters are "the embedding layer". ``set_trainable`` never re-enables the affine
-parameters of BatchNorm layers frozen with ``freeze_affine=True``.
+Warm-up (train only the embedding layer and the proxies for the first epochs), as in the authors'
+``code/train.py``: ``set_trainable(trunk, False)`` for the warm-up epochs, then at its end
+``set_trainable(trunk, True, release_frozen_affine=True)``: every trunk parameter trains from
+then on, the affine parameters frozen at build time included (the authors set
+``requires_grad = True`` on every parameter outside the embedding layer), while the BatchNorm
+layers stay in eval mode. The embedder is a separate module, so its parameters are "the
+embedding layer". Without a warm-up (0 epochs) nothing is released: the affine freeze then lasts
+the whole run, as in the authors' code. ``training.hooks.WarmupFreeze`` applies this per epoch.
 """
 
 from __future__ import annotations
@@ -119,12 +123,20 @@ def is_batchnorm_frozen(layer: nn.Module) -> bool:
     return isinstance(layer, _EvalModeBatchNorm)
 
 
-def set_trainable(module: nn.Module, trainable: bool) -> None:
+def set_trainable(
+    module: nn.Module, trainable: bool, *, release_frozen_affine: bool = False
+) -> None:
     """Set ``requires_grad`` of all parameters of ``module`` (warm-up freezes the trunk).
 
-    Affine parameters of BatchNorm layers frozen with ``freeze_affine=True`` stay frozen.
+    Affine parameters of BatchNorm layers frozen with ``freeze_affine=True`` stay frozen, unless
+    ``trainable`` and ``release_frozen_affine`` are both true: then they become trainable and the
+    layers keep only their eval mode (as after ``freeze_batchnorm(..., freeze_affine=False)``).
+    This is the end of the authors' warm-up.
     """
     for layer in module.modules():
-        keep_frozen = isinstance(layer, _EvalModeBatchNorm) and layer.frozen_affine
+        frozen_affine = isinstance(layer, _EvalModeBatchNorm) and layer.frozen_affine
+        if frozen_affine and trainable and release_frozen_affine:
+            layer.frozen_affine = False
+            frozen_affine = False
         for param in layer.parameters(recurse=False):
-            param.requires_grad_(trainable and not keep_frozen)
+            param.requires_grad_(trainable and not frozen_affine)

@@ -1,41 +1,86 @@
 """Training hooks of the paper's recipe (Kim et al., CVPR 2020, authors' training code).
 
-- :class:`WarmupFreeze`: for the first ``warm_epochs`` epochs only the embedding layer and the
-  proxies learn; the trunk's parameters get ``requires_grad=False`` (the trunk stays in train mode,
-  as in the authors' code, so unfrozen BatchNorm statistics still update). BatchNorm affine
-  parameters frozen by the BN freeze stay frozen.
+- :class:`WarmupFreeze`: the authors' warm-up (``code/train.py``). For the first ``warm_epochs``
+  epochs only the embedding layer and the proxies learn: every trunk parameter gets
+  ``requires_grad=False`` (the trunk stays in train mode, as in the authors' code, so unfrozen
+  BatchNorm statistics still update). From epoch ``warm_epochs + 1`` on every trunk parameter
+  trains, the BatchNorm affine parameters frozen at build time (ResNet-50 with ``bn_freeze``)
+  included, while frozen BatchNorm layers stay in eval mode. With ``warm_epochs == 0`` nothing is
+  frozen or released, so a BN-affine freeze lasts the whole run (the authors skip the block when
+  ``warm == 0``).
 - :class:`GradValueClipper`: ``clip_grad_value_(params, 10)`` for the model and the proxies, as a
   PML ``gradient_clippers`` entry.
+- :class:`LossMeter`: the mean total loss of the epoch, fed by the end-of-iteration hook.
 
 The BN freeze itself is the models package's (``model.bn_freeze``, set from ``train.bn_freeze``).
-- :class:`LossMeter`: the mean total loss of the epoch, fed by the end-of-iteration hook.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 
+from pml_proxy_anchor.models.batchnorm import is_batchnorm_frozen, set_trainable
+
 
 class WarmupFreeze:
-    """Freeze the trunk's trainable parameters during epochs ``1..warm_epochs`` (1-based)."""
+    """Freeze the trunk during epochs ``1..warm_epochs`` (1-based), then train all of it.
+
+    ``apply(epoch)`` sets the state of that epoch from scratch, so a run resumed at any epoch
+    gets the same ``requires_grad`` flags as an uninterrupted one. The optimizers must hold every
+    trunk parameter (frozen ones included): ``training.builders.build_optimizers`` passes
+    ``module.parameters()``, and optimizers skip parameters whose gradient is None.
+
+    Args:
+        trunk: the backbone (the embedder and the loss are never frozen).
+        warm_epochs: number of warm-up epochs (>= 0; 0: no warm-up).
+    """
 
     def __init__(self, trunk: nn.Module, warm_epochs: int) -> None:
-        self.warm_epochs = int(warm_epochs)
-        # Only the parameters trainable at the start: a BN-affine freeze stays in force afterwards.
-        self.parameters = [p for p in trunk.parameters() if p.requires_grad]
+        if isinstance(warm_epochs, bool) or not isinstance(warm_epochs, int) or warm_epochs < 0:
+            raise ValueError(
+                "warm_epochs must be a non-negative integer (train.warm_epochs); "
+                f"got {warm_epochs!r}"
+            )
+        self.trunk = trunk
+        self.warm_epochs = warm_epochs
 
     def is_frozen(self, epoch: int) -> bool:
+        """Whether the trunk is frozen during ``epoch`` (1-based)."""
         return epoch <= self.warm_epochs
 
     def apply(self, epoch: int) -> None:
-        trainable = not self.is_frozen(epoch)
-        for parameter in self.parameters:
-            parameter.requires_grad_(trainable)
+        """Set the trunk's ``requires_grad`` flags for ``epoch`` (call at the start of it)."""
+        if self.warm_epochs == 0:
+            return  # no warm-up: nothing frozen, nothing released (as in the authors' code)
+        if self.is_frozen(epoch):
+            set_trainable(self.trunk, False)
+        else:
+            set_trainable(self.trunk, True, release_frozen_affine=True)
+
+    @contextmanager
+    def as_after_warmup(self) -> Iterator[None]:
+        """Inside the block, the trunk's ``requires_grad`` flags are those after the warm-up.
+
+        Build ``DistributedDataParallel`` inside it: DDP averages the gradients only of the
+        parameters that require a gradient when it is built, and the BatchNorm affine parameters
+        frozen at build time train after the warm-up. The flags are restored on exit.
+        """
+        saved = [(p, p.requires_grad) for p in self.trunk.parameters()]
+        flags = [(m, m.frozen_affine) for m in self.trunk.modules() if is_batchnorm_frozen(m)]
+        try:
+            self.apply(self.warm_epochs + 1)
+            yield
+        finally:
+            for layer, frozen_affine in flags:
+                layer.frozen_affine = frozen_affine
+            for parameter, requires_grad in saved:
+                parameter.requires_grad_(requires_grad)
 
 
 class GradValueClipper:

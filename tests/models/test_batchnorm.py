@@ -104,6 +104,21 @@ def test_set_trainable_for_warm_up_keeps_frozen_affine_frozen():
     assert not model[1].weight.requires_grad and not model[4].bias.requires_grad
 
 
+def test_end_of_warm_up_releases_frozen_affine_but_keeps_eval_mode():
+    """The authors' warm-up ends with requires_grad=True on every trunk parameter."""
+    model = _small()
+    freeze_batchnorm(model, freeze_affine=True)
+    set_trainable(model, False)
+    set_trainable(model, True, release_frozen_affine=True)
+    assert all(p.requires_grad for p in model.parameters())
+    model.train()
+    assert is_batchnorm_frozen(model[1]) and not model[1].training
+    set_trainable(model, True)  # released for good: a later call does not freeze them again
+    assert model[1].weight.requires_grad and model[4].bias.requires_grad
+    set_trainable(model, False, release_frozen_affine=True)
+    assert not any(p.requires_grad for p in model.parameters())
+
+
 def test_frozen_model_survives_deepcopy_and_pickling():
     model = _small()
     freeze_batchnorm(model, freeze_affine=True)
