@@ -5,8 +5,8 @@ program induction", Science 350(6266), 2015 (https://github.com/brendenlake/omni
 licence, see ``assets/OMNIGLOT_LICENSE``). The two "background small" sets hold 8 alphabets,
 242 characters and 20 handwritten images of each (4,840 images, 105x105 binary). They ship
 inside the package as ``assets/omniglot_small.npz`` (bit-packed, lossless, built by
-``tools/build_omniglot_bundle.py``); its SHA-256 is stored in ``assets/omniglot_small.json``
-and checked on load.
+``tools/build_omniglot_bundle.py`` of the source repository); its SHA-256 is stored in
+``assets/omniglot_small.json`` and checked on load.
 
 Splits (``Omniglot(split=...)``):
 
@@ -37,6 +37,10 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from torchvision.transforms import functional as TF
 
+from pml_proxy_anchor.errors import UserError
+
+from .errors import DataConfigError
+
 ASSET_DIR = Path(__file__).resolve().parent / "assets"
 BUNDLE_PATH = ASSET_DIR / "omniglot_small.npz"
 TRAIN_ALPHABETS = ("Balinese", "Early_Aramaic", "Greek", "Japanese_(katakana)")
@@ -44,12 +48,13 @@ TEST_ALPHABETS = ("Korean", "Latin", "Sanskrit", "Tagalog")
 SPLITS = ("train", "test", "all")
 DEFAULT_IMAGE_SIZE = 28
 _REBUILD_HINT = (
-    "Reinstall the package (pip install --force-reinstall pml-proxy-anchor) or rebuild the "
-    "bundle from the Omniglot zips with `python tools/build_omniglot_bundle.py`."
+    "Fix: reinstall the package (pip install --force-reinstall pml-proxy-anchor), which restores "
+    "the bundled file; a clone of the source repository can also rebuild it from the Omniglot "
+    "zips with tools/build_omniglot_bundle.py."
 )
 
 
-class BundleChecksumError(ValueError):
+class BundleChecksumError(UserError, ValueError):
     """The bundled Omniglot file is missing, unreadable or does not match its manifest."""
 
 
@@ -159,10 +164,10 @@ class OmniglotTransform:
         scale: tuple[float, float] = (0.9, 1.1),
         shift: float = 2.0 / 28.0,
     ) -> None:
-        if size < 8:
-            raise ValueError(f"size must be at least 8 pixels, got {size}.")
-        if not 0 < scale[0] <= scale[1]:
-            raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale}.")
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
+            raise DataConfigError(f"size must be an integer of at least 8 pixels, got {size!r}.")
+        if len(scale) != 2 or not 0 < scale[0] <= scale[1] < float("inf"):
+            raise DataConfigError(f"scale must be (low, high) with 0 < low <= high, got {scale!r}.")
         self.train = bool(train)
         self.size = int(size)
         self.degrees = float(degrees)
@@ -248,14 +253,18 @@ class Omniglot(Dataset):
         max_classes: int | None = None,
     ) -> None:
         if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
-        if class_rotations not in (1, 2, 4):
-            raise ValueError(
+            raise DataConfigError(f"split must be one of {SPLITS}, got {split!r}.")
+        if isinstance(class_rotations, bool) or class_rotations not in (1, 2, 4):
+            raise DataConfigError(
                 f"class_rotations must be 1 (off), 2 (0/180 deg) or 4 (0/90/180/270 deg), "
                 f"got {class_rotations!r}."
             )
-        if max_classes is not None and (isinstance(max_classes, bool) or int(max_classes) < 2):
-            raise ValueError(
+        if max_classes is not None and (
+            not isinstance(max_classes, (int, np.integer))
+            or isinstance(max_classes, bool)
+            or max_classes < 2
+        ):
+            raise DataConfigError(
                 f"max_classes must be an integer >= 2 (characters kept, in alphabet order) or "
                 f"None (all), got {max_classes!r}."
             )
@@ -318,46 +327,43 @@ class Omniglot(Dataset):
         )
 
 
-def _get(cfg: Any, key: str, default: Any) -> Any:
-    if isinstance(cfg, Mapping) or hasattr(cfg, "get"):
-        value = cfg.get(key, default)
-        return default if value is None else value
-    return getattr(cfg, key, default)
-
-
-def build_omniglot(data_cfg: Any) -> dict[str, Dataset]:
+def build_omniglot(data_cfg: Mapping[str, Any]) -> dict[str, Dataset]:
     """Build ``{"train": ..., "test": ...}`` from the ``data:`` section of a config.
 
-    Keys (all optional): ``setting`` -- ``"zero_shot"`` (default: train alphabets / test
-    alphabets) or ``"all"`` (train on all 242 characters, evaluate on the same images with
-    the test transform, a seen-class check); ``image_size`` (default 28); ``root`` -- an
-    ``.npz`` bundle to use instead of the shipped one; ``augment`` (default true);
-    ``class_rotations`` (1, 2 or 4, default 1: rotated characters as extra training classes);
-    ``max_classes`` (default all: only the first N characters of each split, in alphabet order,
-    for quick smoke runs).
+    Keys (all optional, each checked; a misspelt key is an error with a did-you-mean): ``setting``
+    -- ``"zero_shot"`` (default: train alphabets / test alphabets) or ``"all"`` (train on all 242
+    characters, evaluate on the same images with the test transform, a seen-class check);
+    ``image_size`` (default 28); ``root`` -- an ``.npz`` bundle to use instead of the shipped
+    one; ``augment`` (default true); ``class_rotations`` (1, 2 or 4, default 1: rotated
+    characters as extra training classes); ``max_classes`` (default all: only the first N
+    characters of each split, in alphabet order, for quick smoke runs).
+
+    Raises:
+        DataConfigError: an unknown key or a bad value (the message names ``data.<key>``).
     """
-    setting = str(_get(data_cfg, "setting", "zero_shot")).replace("-", "_")
-    size = int(_get(data_cfg, "image_size", DEFAULT_IMAGE_SIZE))
-    root = _get(data_cfg, "root", None)
-    augment = bool(_get(data_cfg, "augment", True))
-    rotations = int(_get(data_cfg, "class_rotations", 1))
-    max_classes = _get(data_cfg, "max_classes", None)
-    if setting not in ("zero_shot", "all"):
-        raise ValueError(
-            f"data.setting must be 'zero_shot' or 'all' for Omniglot, got {setting!r}."
-        )
-    train_split, test_split = ("train", "test") if setting == "zero_shot" else ("all", "all")
+    from .datasets import DATASETS  # the record holds the keys and their checks
+
+    section = dict(data_cfg)
+    section.pop("name", None)
+    return omniglot_splits(DATASETS["omniglot"].read_config(section))
+
+
+def omniglot_splits(cfg: Mapping[str, Any]) -> dict[str, Dataset]:
+    """The splits for a section already checked by the record (every key present)."""
+    size = int(cfg["image_size"])
+    root = cfg["root"]
+    train_split, test_split = ("train", "test") if cfg["setting"] == "zero_shot" else ("all", "all")
     train = Omniglot(
         train_split,
-        transform=omniglot_transform(augment, size),
+        transform=omniglot_transform(cfg["augment"], size),
         bundle_path=root,
-        class_rotations=rotations,
-        max_classes=max_classes,
+        class_rotations=cfg["class_rotations"],
+        max_classes=cfg["max_classes"],
     )
     test = Omniglot(
         test_split,
         transform=omniglot_transform(False, size),
         bundle_path=root,
-        max_classes=max_classes,
+        max_classes=cfg["max_classes"],
     )
     return {"train": train, "test": test}

@@ -1,63 +1,52 @@
-"""Recall@K (%) reported for Proxy-Anchor, embedding size 512 (SPEC.md section 5).
+"""Recall@K (%) reported for Proxy-Anchor, embedding size 512 (docs/paper.md section 5).
 
 Sources: Kim, Kim, Cho, Kwak, "Proxy Anchor Loss for Deep Metric Learning", CVPR 2020, Table 1-2
-("paper"), and the evaluation of the authors' released models ("authors"). Values marked
-unconfirmed in SPEC.md (not checked against a copy of the paper table) are listed in
+("paper"), and the evaluation of the authors' released models ("authors"). Values that
+docs/paper.md marks as unconfirmed (not checked against a copy of the paper table) are listed in
 :data:`UNCONFIRMED`.
+
+The numbers live in the data set records (:data:`pml_proxy_anchor.data.DATASETS`); the tables
+here are views of them, kept for the code that reads them.
 """
 
 from __future__ import annotations
 
+from pml_proxy_anchor.data.datasets import DATASETS, find
+
+#: ``dataset -> the paper's K list`` (data sets with one).
 K_VALUES: dict[str, tuple[int, ...]] = {
-    "cub200": (1, 2, 4, 8),
-    "cars196": (1, 2, 4, 8),
-    "sop": (1, 10, 100, 1000),
-    "inshop": (1, 10, 20, 30, 40),
+    name: record.k_values for name, record in DATASETS.items() if record.k_values is not None
 }
 
-# (dataset, backbone) -> source -> Recall@K in % for K_VALUES[dataset]
+#: ``(dataset, backbone) -> source -> Recall@K in %`` for ``K_VALUES[dataset]``.
 PAPER_NUMBERS: dict[tuple[str, str], dict[str, tuple[float, ...]]] = {
-    ("cub200", "bn_inception"): {
-        "paper": (68.4, 79.2, 86.8, 91.6),
-        "authors": (69.1, 78.9, 86.1, 91.2),
-    },
-    ("cars196", "bn_inception"): {
-        "paper": (86.1, 91.7, 95.0, 97.3),
-        "authors": (86.4, 91.9, 95.0, 97.0),
-    },
-    ("sop", "bn_inception"): {
-        "paper": (79.1, 90.8, 96.2, 98.7),
-        "authors": (79.2, 90.7, 96.2, 98.6),
-    },
-    ("inshop", "bn_inception"): {
-        "paper": (91.5, 98.1, 98.8, 99.1, 99.2),
-        "authors": (91.9, 98.1, 98.7, 99.0, 99.1),
-    },
-    ("cub200", "resnet50"): {"authors": (69.9, 79.6, 86.6, 91.4)},
-    ("cars196", "resnet50"): {"authors": (87.7, 92.7, 95.5, 97.3)},
+    (name, backbone): dict(sources)
+    for name, record in DATASETS.items()
+    for backbone, sources in record.paper_numbers.items()
 }
 
-# (dataset, backbone, source, K) of values SPEC.md marks as not confirmed against the paper table.
+#: ``(dataset, backbone, source, K)`` of values not confirmed against the paper table.
 UNCONFIRMED: frozenset[tuple[str, str, str, int]] = frozenset(
-    {
-        ("cub200", "bn_inception", "paper", 8),
-        ("cars196", "bn_inception", "paper", 8),
-        ("sop", "bn_inception", "paper", 1000),
-        ("inshop", "bn_inception", "paper", 30),
-        ("inshop", "bn_inception", "paper", 40),
-    }
+    (name, *entry) for name, record in DATASETS.items() for entry in record.unconfirmed
 )
 
 
 def reference_numbers(dataset: str, backbone: str) -> dict[str, dict[str, float]]:
-    """``{source: {"recall_at_K": percent}}`` for a dataset/backbone pair ({} when unknown)."""
-    sources = PAPER_NUMBERS.get((dataset, backbone), {})
-    ks = K_VALUES.get(dataset, ())
+    """``{source: {"recall_at_K": percent}}`` for a dataset/backbone pair ({} when unknown).
+
+    ``dataset`` may be an alias (``"CUB_200_2011"``).
+    """
+    record = find(dataset)
+    if record is None or record.k_values is None:
+        return {}
     return {
-        source: {f"recall_at_{k}": value for k, value in zip(ks, values)}
-        for source, values in sources.items()
+        source: {f"recall_at_{k}": value for k, value in zip(record.k_values, values)}
+        for source, values in record.paper_numbers.get(backbone, {}).items()
     }
 
 
 def is_confirmed(dataset: str, backbone: str, source: str, k: int) -> bool:
-    return (dataset, backbone, source, k) not in UNCONFIRMED
+    """Whether the paper's value for this K has been checked against the paper's table."""
+    record = find(dataset)
+    name = record.name if record is not None else dataset
+    return (name, backbone, source, k) not in UNCONFIRMED

@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from pml_proxy_anchor.data import (
     CUB200,
+    DataConfigError,
     DatasetNotFoundError,
     ImageFolderDataset,
     InShop,
@@ -61,14 +62,14 @@ def test_image_folder_train_test_and_query_gallery(tmp_path):
 
 def test_config_errors(tmp_path, cub_root):
     with pytest.raises(
-        ValueError, match=r"unknown key data.skip_corupt .*Did you mean 'skip_corrupt'"
+        DataConfigError, match=r"unknown key data.skip_corupt .*Did you mean data.skip_corrupt\?"
     ):
         build_datasets({"name": "cub200", "root": str(cub_root), "skip_corupt": True}, "resnet50")
     with pytest.raises(ValueError, match="data.root is not set"):
         build_datasets({"name": "sop"}, "bn_inception")
     with pytest.raises(ValueError, match="data.name is not set"):
         build_datasets({"root": "x"}, "bn_inception")
-    with pytest.raises(ValueError, match="Did you mean 'cars196'"):
+    with pytest.raises(DataConfigError, match="Did you mean 'cars196'"):
         build_datasets({"name": "cars197", "root": "x"}, "bn_inception")
     with pytest.raises(DatasetNotFoundError, match="Stanford Online Products"):
         build_datasets({"name": "sop", "root": str(tmp_path)}, "bn_inception")
