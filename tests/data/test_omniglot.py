@@ -22,6 +22,7 @@ from pml_proxy_anchor.data.omniglot import (
     load_bundle,
     omniglot_transform,
 )
+from pml_proxy_anchor.errors import UserError
 
 EXPECTED_CHARACTERS = {
     "Balinese": 24,
@@ -195,12 +196,14 @@ def test_corrupted_bundle_is_detected(tmp_path) -> None:
         Omniglot("train", bundle_path=target)
     message = str(info.value)
     assert str(target) in message
-    assert "build_omniglot_bundle.py" in message and "reinstall" in message.lower()
-    assert isinstance(info.value, ValueError)
+    # the fix a pip user can follow comes first; the repository tool is named as the clone's way
+    assert "Fix: reinstall the package (pip install --force-reinstall pml-proxy-anchor)" in message
+    assert "python tools/" not in message and "source repository" in message
+    assert isinstance(info.value, ValueError) and isinstance(info.value, UserError)
 
 
 def test_missing_bundle_or_manifest(tmp_path) -> None:
-    with pytest.raises(BundleChecksumError, match="does not exist"):
+    with pytest.raises(BundleChecksumError, match="does not exist.*Fix: reinstall the package"):
         load_bundle(tmp_path / "nothing.npz")
     target = _copy_bundle(tmp_path)
     target.with_suffix(".json").unlink()
