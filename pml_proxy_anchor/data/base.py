@@ -51,6 +51,23 @@ def load_rgb(path: str) -> Image.Image:
         raise CorruptImageError(path, f"{type(exc).__name__}: {exc}") from exc
 
 
+def decode_error(path: str) -> str | None:
+    """``None`` when ``path`` decodes completely, else why not (``"file not found"``, or the
+    decoder's message, e.g. ``"OSError: image file is truncated (4 bytes not processed)"``).
+
+    Unlike :func:`is_readable_image` this decodes at full size, which is what finds every
+    truncated JPEG.
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()
+        return None
+    except FileNotFoundError:
+        return "file not found"
+    except _DECODE_ERRORS as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
 def is_readable_image(path: str) -> bool:
     """Whether ``path`` exists and decodes (JPEGs are decoded at 1/8 scale, which is fast)."""
     try:
