@@ -87,14 +87,16 @@ def _load_npy(p: Path) -> np.ndarray:
                 f"{p} holds pickled python objects (an object array), which are not loaded for "
                 f"safety; {_FILE_FIX}"
             ) from None
-        raise RecallInputError(
-            f"{p} is not a readable .npy array ({_first_sentence(err)}); {_FILE_FIX}"
-        ) from None
+        raise _corrupt_npy(p, err) from None
     except (OSError, EOFError, pickle.UnpicklingError) as err:
-        raise RecallInputError(
-            f"{p} is not a readable .npy array (truncated or corrupt: {_first_sentence(err)}); "
-            f"{_FILE_FIX}"
-        ) from None
+        raise _corrupt_npy(p, err) from None
+
+
+def _corrupt_npy(p: Path, err: BaseException) -> RecallInputError:
+    return RecallInputError(
+        f"{p} is not a readable .npy array (truncated or corrupt: {_first_sentence(err)}); "
+        f"{_FILE_FIX}"
+    )
 
 
 def _first_sentence(err: BaseException) -> str:

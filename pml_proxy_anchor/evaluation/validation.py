@@ -18,7 +18,9 @@ import torch
 from pml_proxy_anchor.errors import UserError
 
 _FLOAT32_MAX = float(torch.finfo(torch.float32).max)
-_SAFE_NORM = (1e-15, 1e15)  # row norms a float32 normalisation handles without over/underflow
+# row norms that torch's float32 normalisation handles exactly enough: no float32 over- or
+# underflow of the squares, and above its eps (1e-12), below which it does not normalise
+_SAFE_NORM = (1e-10, 1e15)
 
 
 class RecallInputError(UserError, ValueError):
@@ -126,13 +128,15 @@ def normalize_rows(t: torch.Tensor) -> torch.Tensor:
 
     Rows whose norm a float32 sum of squares handles exactly enough are normalised in float32
     (``torch.nn.functional.normalize``); the others (very large or very small values) in float64,
-    then rounded to float32. Rows must be non-zero (see :func:`check_nonzero_rows`).
+    divided by their float64 norm and rounded to float32. Rows must be non-zero (see
+    :func:`check_nonzero_rows`).
     """
     out = torch.nn.functional.normalize(t, dim=1)
     norms = torch.linalg.vector_norm(t.double(), dim=1)
     extreme = (norms < _SAFE_NORM[0]) | (norms > _SAFE_NORM[1])
     if bool(extreme.any()):
-        out[extreme] = torch.nn.functional.normalize(t[extreme].double(), dim=1).to(t.dtype)
+        rows = t[extreme].double()
+        out[extreme] = (rows / norms[extreme, None]).to(t.dtype)
     return out
 
 
