@@ -1,4 +1,4 @@
-"""Image transforms of the Proxy-Anchor paper (SPEC.md section 2), one builder per backbone.
+"""Image transforms of the Proxy-Anchor paper (docs/paper.md section 2), one builder per backbone.
 
 Geometry (every backbone but ``small_cnn``):
 
@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 from torchvision import transforms as T
+
+from .errors import DataConfigError
 
 BN_INCEPTION_MEAN_BGR = (104.0, 117.0, 128.0)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -70,7 +72,19 @@ def build_transform(
 
     Returns:
         A ``torchvision.transforms.Compose`` mapping a PIL image to a float32 ``(C, H, W)`` tensor.
+
+    Raises:
+        DataConfigError: an unknown backbone, or a size that is not a positive integer.
     """
+    for key, value in (
+        ("crop_size", crop_size),
+        ("resize_size", resize_size),
+        ("image_size", image_size),
+    ):
+        if value is None and key == "resize_size":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise DataConfigError(f"data.{key} must be a positive integer, got {value!r}.")
     if backbone == "bn_inception":
         return T.Compose(
             [
@@ -97,6 +111,6 @@ def build_transform(
                 T.Normalize(mean=(0.5,), std=(0.5,)),
             ]
         )
-    raise ValueError(
+    raise DataConfigError(
         f"unknown backbone {backbone!r} for the image transform; expected one of {list(BACKBONES)}."
     )

@@ -1,7 +1,7 @@
-"""The loaders against SPEC.md section 3's full-size counts, on synthetic annotation files only.
+"""The loaders against docs/paper.md section 3's full-size counts, on synthetic annotation files.
 
-The annotation files have the real sizes and formats (no image files), built from the SPEC numbers
-below, which are written out here independently of the library's EXPECTED_COUNTS.
+The annotation files have the real sizes and formats (no image files), built from the paper's
+numbers below, which are written out here independently of the library's EXPECTED_COUNTS.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from tests.fixtures.datasets import (
     spread,
 )
 
-# SPEC.md section 3: {split: (images, classes)}
-SPEC_COUNTS = {
+# docs/paper.md section 3: {split: (images, classes)}
+PAPER_COUNTS = {
     "cub200": {"train": (5864, 100), "test": (5924, 100)},
     "cars196": {"train": (8054, 98), "test": (8131, 98)},
     "sop": {"train": (59551, 11318), "test": (60502, 11316)},
@@ -29,7 +29,7 @@ CLASSES = {"cub200": CUB200, "cars196": Cars196, "sop": StanfordOnlineProducts, 
 
 
 def _build(name: str, root) -> None:
-    c = SPEC_COUNTS[name]
+    c = PAPER_COUNTS[name]
     if name == "cub200":
         counts = spread(*c["train"]) + spread(*c["test"])
         make_cub_tree(root, range(1, 201), counts, write_images=False, shuffle_labels_file=True)
@@ -52,7 +52,7 @@ def _build(name: str, root) -> None:
         )
 
 
-@pytest.fixture(scope="module", params=sorted(SPEC_COUNTS))
+@pytest.fixture(scope="module", params=sorted(PAPER_COUNTS))
 def full_size(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(f"full_{request.param}")
     _build(request.param, root)
@@ -62,8 +62,8 @@ def full_size(request, tmp_path_factory):
 def test_loaders_give_the_spec_counts(full_size):
     name, root = full_size
     cls = CLASSES[name]
-    assert cls.EXPECTED_COUNTS == SPEC_COUNTS[name]
-    for split, (n_images, n_classes) in SPEC_COUNTS[name].items():
+    assert cls.EXPECTED_COUNTS == PAPER_COUNTS[name]
+    for split, (n_images, n_classes) in PAPER_COUNTS[name].items():
         ds = cls(root, split=split)
         assert len(ds) == len(ds.paths) == len(ds.labels) == n_images
         assert ds.num_classes == n_classes
@@ -75,7 +75,7 @@ def test_check_dataset_reports_the_counts_and_missing_images(full_size):
     counted = check_dataset(name, root, images="none")
     assert counted.ok, str(counted)
     rows = {s.split: s for s in counted.splits}
-    for split, (n_images, n_classes) in SPEC_COUNTS[name].items():
+    for split, (n_images, n_classes) in PAPER_COUNTS[name].items():
         assert (rows[split].found_images, rows[split].found_classes) == (n_images, n_classes)
         assert f"{n_images:,}" in str(counted)
     sampled = check_dataset(name, root, images="sample", sample_size=50)

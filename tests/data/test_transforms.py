@@ -1,4 +1,4 @@
-"""Transforms of SPEC.md section 2: geometry, dtype, channel order and exact pixel values."""
+"""Transforms of docs/paper.md section 2: geometry, dtype, channel order and exact pixel values."""
 
 from __future__ import annotations
 
@@ -113,3 +113,20 @@ def test_bad_backbone_and_bad_tensor():
         build_transform("vgg", train=True)
     with pytest.raises(ValueError, match=r"expected an RGB tensor \(3, H, W\)"):
         RGBToBGR255()(torch.zeros(1, 4, 4))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"crop_size": 0}, "crop_size"),
+        ({"crop_size": 22.5}, "crop_size"),
+        ({"crop_size": True}, "crop_size"),
+        ({"resize_size": -1}, "resize_size"),
+        ({"image_size": "28"}, "image_size"),
+    ],
+)
+def test_bad_sizes_name_the_key(kwargs, key):
+    from pml_proxy_anchor.data import DataConfigError
+
+    with pytest.raises(DataConfigError, match=rf"data\.{key} must be a positive integer"):
+        build_transform("resnet50", train=False, **kwargs)
