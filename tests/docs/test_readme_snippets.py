@@ -38,6 +38,12 @@ UNCHECKED = ("pip", "tensorboard")
 #: CLI subcommands the test runs when their first argument exists in the working directory
 CHEAP = ("embed",)
 
+#: scripts whose arguments are parsed: path -> parse(module, argv)
+SCRIPT_PARSERS = {
+    "reproduce/omniglot_compare.py": lambda module, argv: module.parse_args(argv),
+    "reproduce/readme_figures.py": lambda module, argv: module.build_parser().parse_args(argv),
+}
+
 PYTHON = all_blocks("python")
 BASH = all_blocks("bash")
 
@@ -150,17 +156,22 @@ def _check_script(script: str, rest: list[str], where: str) -> None:
     assert path.is_file(), f"{where}: {script} does not exist"
     if path.suffix == ".sh":
         assert os.access(path, os.X_OK), f"{where}: {script} is not executable"
-    if script == "reproduce/omniglot_compare.py":
-        module = sys.modules.get("omniglot_compare")
-        if module is None:
-            spec = importlib.util.spec_from_file_location("omniglot_compare", path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules["omniglot_compare"] = module  # its dataclasses look themselves up here
-            spec.loader.exec_module(module)
+    if script in SCRIPT_PARSERS:
+        module = _script_module(path)
         try:
-            module.parse_args(rest)
+            SCRIPT_PARSERS[script](module, rest)
         except SystemExit as exc:
             pytest.fail(f"{where}: `python {script} {' '.join(rest)}` (exit {exc.code})")
+
+
+def _script_module(path: Path) -> Any:
+    name = path.stem
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up here
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 @pytest.mark.parametrize("block", BASH, ids=[b.id for b in BASH])
