@@ -2,8 +2,9 @@
 
 CUB-200-2011 fixture tree, small_cnn backbone, our ProxyAnchorLoss: 2 epochs train, the loss
 decreases, Recall@K is logged (results.json, record-keeper CSV, TensorBoard), checkpoints are
-written; a run stopped after epoch 1 and resumed ends exactly where an uninterrupted run ends;
-a NaN loss stops the run and keeps the last good checkpoint; run directories are protected.
+written; a run stopped after epoch 1 and resumed ends exactly where an uninterrupted run ends,
+also in a copy of its directory; a NaN loss stops the run and keeps the last good checkpoint; run
+directories are protected; gradients at every optimizer step are within ``train.grad_clip``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from pml_proxy_anchor.training import (
     ConfigMismatchError,
@@ -26,6 +28,7 @@ from pml_proxy_anchor.training import (
     run,
 )
 from pml_proxy_anchor.training.builders import model_config
+from pml_proxy_anchor.training.run_dir import run_dir_for_config_file
 from pml_proxy_anchor.training.seed import seed_everything
 from tests.training.fixture_run import fixture_overrides, make_data
 
@@ -130,6 +133,61 @@ def test_kill_and_resume_equals_uninterrupted(runs: dict[str, Any]) -> None:
         for name, state in want[group].items():
             for key, value in state.items():
                 torch.testing.assert_close(got[group][name][key], value, rtol=1e-6, atol=1e-7)
+
+
+def test_a_copied_run_directory_resumes_in_the_copy(runs: dict[str, Any]) -> None:
+    """``cp -a runX runY``; ``train runY/config.yaml --resume`` continues runY, runX untouched."""
+    original = Path(runs["stopped"]["run_dir"])
+    copy = runs["base"] / "copied"
+    shutil.copytree(original, copy, symlinks=True)
+    before = {p: p.read_bytes() for p in original.rglob("*") if p.is_file()}
+    config_file = copy / "config.yaml"
+    cfg = load_config(config_file)
+    assert cfg.run_dir == str(original)  # the copied config still names the original
+    found = run_dir_for_config_file(config_file)  # what the command line resumes
+    assert found == copy
+    cfg.run_dir = str(found)
+    resumed = run(cfg, resume=True)
+    assert resumed["status"] == "finished" and resumed["run_dir"] == str(copy)
+    assert _state(copy)["epoch"] == 2
+    assert load_config(config_file).run_dir == str(copy)
+    assert {p: p.read_bytes() for p in original.rglob("*") if p.is_file()} == before
+    assert resumed["history"][0] == runs["stopped"]["history"][0]
+    assert resumed["history"][1]["loss"] == pytest.approx(
+        runs["full"]["history"][1]["loss"], rel=1e-6, abs=1e-7
+    )
+
+
+def test_gradients_are_clipped_at_every_optimizer_step_of_a_run(runs: dict[str, Any]) -> None:
+    """train.grad_clip as wired into the real run: no gradient element above the limit when an
+    optimizer steps, and the limit was reached (clipping active) for every optimizer."""
+    clip = 0.01
+    limit = torch.tensor(clip, dtype=torch.float32).item()
+    seen: dict[int, dict[str, float]] = {}
+
+    def record(optimizer: torch.optim.Optimizer, *_: Any) -> None:
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if not grads:
+            return  # the frozen trunk during warm-up
+        stats = seen.setdefault(id(optimizer), {"steps": 0, "max": 0.0, "at_limit": 0})
+        stats["steps"] += 1
+        stats["max"] = max(stats["max"], max(float(g.abs().max()) for g in grads))
+        stats["at_limit"] += sum(int((g.abs() == limit).sum()) for g in grads)
+
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        cfg = load_config(
+            fixture_overrides(runs["data"], runs["base"] / "clipped", **{"train.grad_clip": clip})
+        )
+        results = run(cfg)
+    finally:
+        handle.remove()
+    assert results["status"] == "finished"
+    assert len(seen) == 3  # trunk (epoch 2), embedder, proxies
+    assert sorted(s["steps"] for s in seen.values()) == [3, 6, 6]
+    for stats in seen.values():
+        assert stats["max"] <= limit
+        assert stats["at_limit"] > 0
 
 
 def test_resume_refuses_a_changed_config(runs: dict[str, Any]) -> None:
