@@ -188,7 +188,7 @@ class ProxyAnchorTrainer(trainers.MetricLossOnly):
                 f"{self.iterations_per_epoch} (global step {step + 1})"
             )
         else:
-            where = f"at the end of epoch {self.epoch} (global step {step})"
+            where = f"at the end of epoch {self.epoch} (global step {step + 1})"
         kept = self.last_good_checkpoint() if callable(self.last_good_checkpoint) else None
         checkpoint = (
             f"The last good checkpoint, {kept}, was kept."

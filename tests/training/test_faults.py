@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from pml_proxy_anchor.errors import UserError
 from pml_proxy_anchor.training import (
@@ -27,8 +28,15 @@ from pml_proxy_anchor.training import (
 )
 from pml_proxy_anchor.training import record as record_module
 from pml_proxy_anchor.training.checkpoint import CorruptCheckpointError
-from pml_proxy_anchor.training.record import RunFileWriteError, RunRecord, write_text_atomic
+from pml_proxy_anchor.training.record import (
+    ResultsFileError,
+    RunFileWriteError,
+    RunRecord,
+    refresh_report,
+    write_text_atomic,
+)
 from pml_proxy_anchor.training.run import RunInterrupted, TrainingRun
+from pml_proxy_anchor.training.run_dir import RunDirectory
 from tests.training.fixture_run import fixture_overrides, make_data
 
 
@@ -271,3 +279,67 @@ def test_ctrl_c_in_the_first_epoch_says_start_over_and_that_works(
     with pytest.raises(CheckpointNotFoundError, match="never finished an epoch"):
         run(load_config(config), resume=True)
     assert run(load_config(config), overwrite=True)["status"] == "finished"
+
+
+def test_weights_that_diverge_on_the_last_step_are_never_evaluated_or_saved(
+    stopped: dict[str, Any],
+) -> None:
+    """The last optimizer step of epoch 1 makes the embedder NaN: the end-of-epoch check stops
+    the run before the tester or the checkpoints see the weights."""
+    run_dir = stopped["base"] / "nan_after_step"
+    steps: dict[int, int] = {}
+
+    def poison(optimizer: torch.optim.Optimizer, *_: Any) -> None:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if not any(p.grad is not None for p in params):
+            return  # the frozen trunk during warm-up
+        steps[id(optimizer)] = steps.get(id(optimizer), 0) + 1
+        if list(steps).index(id(optimizer)) == 0 and steps[id(optimizer)] == 3:
+            with torch.no_grad():  # the embedder, at its last step of epoch 1
+                for parameter in params:
+                    parameter.fill_(float("nan"))
+
+    handle = register_optimizer_step_post_hook(poison)
+    try:
+        with pytest.raises(
+            NonFiniteLossError,
+            match=r"weights became non-finite \(embedder\.embedding\.weight\) after the last "
+            r"optimizer step at the end of epoch 1 \(global step 3\).*No checkpoint",
+        ):
+            run(load_config(fixture_overrides(stopped["data"], run_dir)))
+    finally:
+        handle.remove()
+    assert not (run_dir / "checkpoints" / "last.pt").exists()
+    results = _results(run_dir)
+    assert results["status"] == "failed" and results["epochs_completed"] == 0
+
+
+def test_eval_does_not_write_into_a_live_runs_results(stopped: dict[str, Any]) -> None:
+    run_dir = _copy(stopped, "live")
+    before = (run_dir / "results.json").read_bytes()
+    holder = RunDirectory(run_dir)
+    holder.claim(resume=True, overwrite=False)
+    try:
+        evaluation = evaluate(run_dir)
+    finally:
+        holder.release()
+    assert (run_dir / "results.json").read_bytes() == before
+    assert evaluate(run_dir) == evaluation
+    assert _results(run_dir)["evaluation"] == evaluation
+    assert _results(run_dir)["status"] == "stopped"
+
+
+def test_report_rewrites_from_results_json_and_names_a_bad_file(tmp_path: Path) -> None:
+    record = RunRecord(run_dir=tmp_path, dataset="cub200", backbone="bn_inception", epochs=2)
+    record.history = [{"epoch": 1, "loss": 2.0, "lr": 1e-4, "seconds": 1.0, "recall_at_1": 0.5}]
+    record.write()
+    (tmp_path / "results.md").unlink()
+    markdown = refresh_report(tmp_path)
+    assert markdown == (tmp_path / "results.md").read_text()
+    assert "| ours, final (epoch 1) | 50.0 |" in markdown
+    assert _results(tmp_path)["epochs_completed"] == 1
+    (tmp_path / "results.json").write_text("{not json")
+    with pytest.raises(ResultsFileError, match=r"results\.json is not valid JSON"):
+        refresh_report(tmp_path)
+    with pytest.raises(ResultsFileError, match=r"no results\.json in"):
+        refresh_report(tmp_path / "elsewhere")
