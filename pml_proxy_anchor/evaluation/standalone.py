@@ -23,7 +23,6 @@ import torch
 
 from pml_proxy_anchor.errors import UserError
 from pml_proxy_anchor.registry import choose
-from pml_proxy_anchor.training.errors import DeviceNotAvailableError
 
 from .presets import (
     DEFAULT_K_VALUES,
@@ -271,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             exact=not args.approximate,
             device=args.device,
         )
-    except (UserError, DeviceNotAvailableError) as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_table(results))
