@@ -14,6 +14,13 @@ import numpy as np
 import torch
 
 from .ranking import NO_POSITIVE
+from .validation import RecallInputError
+
+
+def _faiss_reason(err: RuntimeError) -> str:
+    """The last line of a faiss error (its first names the C++ function)."""
+    text = str(err).strip()
+    return text.split(": ", 2)[-1].splitlines()[0][:200] if text else "faiss error"
 
 
 def approximate_best_positive_ranks(
@@ -38,11 +45,29 @@ def approximate_best_positive_ranks(
     if gallery is None:
         gallery, gallery_labels = query, query_labels
     assert gallery_labels is not None
+    if not isinstance(index_factory, str) or not index_factory.strip():
+        raise RecallInputError(
+            f"approximate_index must be a faiss index factory string such as 'HNSW32' or "
+            f"'IVF1024,Flat', got {index_factory!r}"
+        )
     g_np = np.ascontiguousarray(gallery.detach().cpu().numpy(), dtype=np.float32)
-    index = faiss.index_factory(g_np.shape[1], index_factory, faiss.METRIC_INNER_PRODUCT)
-    if not index.is_trained:
-        index.train(g_np)
-    index.add(g_np)
+    try:
+        index = faiss.index_factory(g_np.shape[1], index_factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as err:
+        raise RecallInputError(
+            f"approximate_index={index_factory!r} is not a faiss index factory string "
+            f"({_faiss_reason(err)}); fix: e.g. 'HNSW32' or 'IVF1024,Flat'"
+        ) from None
+    try:
+        if not index.is_trained:
+            index.train(g_np)
+        index.add(g_np)
+    except RuntimeError as err:
+        raise RecallInputError(
+            f"the approximate index {index_factory!r} cannot be built on {len(g_np)} gallery "
+            f"items ({_faiss_reason(err)}); fix: use the exact search (exact=True, the default) "
+            "or an index for fewer items (e.g. fewer IVF lists)"
+        ) from None
     params = dict(search_params or {})
     if not params:
         if "HNSW" in index_factory:
@@ -51,7 +76,14 @@ def approximate_best_positive_ranks(
             params["nprobe"] = 32
     space = faiss.ParameterSpace()
     for name, value in params.items():
-        space.set_index_parameter(index, name, value)
+        try:
+            space.set_index_parameter(index, name, value)
+        except RuntimeError as err:
+            raise RecallInputError(
+                f"search parameter {name}={value!r} does not apply to the faiss index "
+                f"{index_factory!r} ({_faiss_reason(err)}); fix: e.g. efSearch for HNSW, "
+                "nprobe for IVF"
+            ) from None
     k = min(k_max + int(self_retrieval), len(g_np))
     q_np = np.ascontiguousarray(query.detach().cpu().numpy(), dtype=np.float32)
     g_lab = gallery_labels.cpu().numpy()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -22,6 +22,8 @@ from pytorch_metric_learning.utils.accuracy_calculator import (
     AccuracyCalculator,
     maybe_get_avg_of_avgs,
 )
+
+from pml_proxy_anchor.registry import choose
 
 from .approximate import approximate_best_positive_ranks
 from .ranking import NO_POSITIVE, best_positive_ranks
@@ -247,6 +249,12 @@ class RecallAtKCalculator(AccuracyCalculator):
             setattr(self, f"calculate_{name}", functools.partial(self._recall_from_ranks, k=k))
         if include is None:
             include = tuple(self._recall_names)
+        include = self._metric_names(include, "include")
+        exclude = self._metric_names(exclude, "exclude")
+        if accuracy_calculator_kwargs.get("device") is not None:
+            accuracy_calculator_kwargs["device"] = check_device(
+                accuracy_calculator_kwargs["device"]
+            )
         accuracy_calculator_kwargs.setdefault("k", "max_bin_count")
         if accuracy_calculator_kwargs.get("label_comparison_fn") is not None:
             raise RecallInputError(
@@ -256,6 +264,23 @@ class RecallAtKCalculator(AccuracyCalculator):
         super().__init__(
             include=tuple(include), exclude=tuple(exclude), **accuracy_calculator_kwargs
         )
+
+    def _metric_names(self, names: Sequence[str], argument: str) -> tuple[str, ...]:
+        """``include`` / ``exclude`` as a tuple of known metric names, or a clear error."""
+        if isinstance(names, str) or not isinstance(names, Iterable):
+            raise RecallInputError(
+                f"{argument} must be a list of metric names, got {names!r}; "
+                f"fix: e.g. {argument}=('recall_at_1',)"
+            )
+        known = {n.removeprefix("calculate_"): n for n in dir(self) if n.startswith("calculate_")}
+        for name in names:
+            if isinstance(name, str) and name.startswith("recall_at_") and name not in known:
+                raise RecallInputError(
+                    f"{argument} names {name!r}, but its K is not in k_values {self.k_values}; "
+                    f"fix: add it to k_values (computed metrics: {', '.join(self._recall_names)})"
+                )
+            choose(name, known, f"metric in {argument}")  # raises with the closest names
+        return tuple(names)
 
     def _recall_from_ranks(
         self, recall_ranks: torch.Tensor, recall_labels: torch.Tensor, k: int, **kwargs: Any

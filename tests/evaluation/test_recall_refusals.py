@@ -227,3 +227,39 @@ def test_a_device_name_that_does_not_exist_is_named() -> None:
         compute_recall_at_k(x, y, device="gpu")
     with pytest.raises(RecallInputError, match=r"device must be a device name .* got 3"):
         compute_recall_at_k(x, y, device=3)
+
+
+def test_calculator_metric_names_are_checked() -> None:
+    with pytest.raises(RecallInputError, match=r"'recall_at_3', but its K is not in k_values"):
+        RecallAtKCalculator(k_values=(1, 2), include=("recall_at_3",), device=CPU)
+    with pytest.raises(
+        UserError, match=r"unknown metric in exclude 'precison_at_1'.*precision_at_1"
+    ):
+        RecallAtKCalculator(exclude=("precison_at_1",), device=CPU)
+    with pytest.raises(RecallInputError, match=r"include must be a list of metric names"):
+        RecallAtKCalculator(include="recall_at_1", device=CPU)
+
+
+def test_calculator_device_is_checked_and_a_name_is_accepted() -> None:
+    x, y = _data()
+    calc = RecallAtKCalculator(device="cpu")
+    assert calc.device == CPU
+    got = calc.get_accuracy(torch.from_numpy(x), torch.from_numpy(y))
+    assert got == pytest.approx(_expected(x, y), abs=1e-12)
+    with pytest.raises(DeviceNotAvailableError, match=r"device='tpu' is not a device name"):
+        RecallAtKCalculator(device="tpu")
+
+
+@pytest.mark.parametrize(
+    ("index", "match"),
+    [
+        ("Bogus", r"approximate_index='Bogus' is not a faiss index factory string"),
+        (5, r"approximate_index must be a faiss index factory string .* got 5"),
+        ("IVF4096,Flat", r"cannot be built on 40 gallery items .*exact=True"),
+    ],
+)
+def test_bad_approximate_index_is_refused(index: object, match: str) -> None:
+    x, y = _data()
+    calc = RecallAtKCalculator(exact=False, approximate_index=index, device=CPU)
+    with pytest.raises(RecallInputError, match=match):
+        calc.get_accuracy(torch.from_numpy(x), torch.from_numpy(y))
