@@ -3,12 +3,17 @@
 Each builder reads its slice of the config and returns plain PML/torch objects:
 
 - :func:`build_datasets`: ``data.build_datasets(cfg.data, backbone)`` and the evaluation splits
-  (``{"test"}`` self-retrieval, or In-Shop's ``query`` against ``gallery``);
+  (``{"test"}`` self-retrieval, or In-Shop's ``query`` against ``gallery``), with the Ks of
+  Recall@K checked against them (:func:`check_k_values`) before anything trains;
 - :func:`build_models`: ``models.build_model(cfg.model)`` -> ``{"trunk", "embedder"}`` on the
   device;
 - :func:`build_loss`: ``registry.build(cfg.loss)`` with ``num_classes`` (from the train split) and
-  ``embedding_size`` (from the model) filled in when the class takes them, plus the regularizers;
+  ``embedding_size`` (from the model) filled in when the class names them, and
+  ``cfg.regularizers`` passed as the loss's ``embedding_regularizer`` / ``weight_regularizer``;
 - :func:`build_miner`, :func:`build_sampler` (labels and batch size filled in);
+
+Every spec goes through :func:`pml_proxy_anchor.registry.build` (one parser, nested specs built,
+each slot checked for its kind, errors naming the config key).
 - :func:`build_train_sampler`: the sampler the trainer uses, split over the processes of a torchrun
   job (random batches: ``DistributedSampler``, also on one process; a configured sampler: its
   order, sharded);
