@@ -29,8 +29,6 @@ from pml_proxy_anchor.errors import UserError
 ImageInput = Union[str, "os.PathLike[str]", Image.Image]
 """One image for :func:`embed`: a file path (``str`` / ``Path``) or a PIL image."""
 
-CHECKPOINT_CHOICES = ("best", "last")
-
 
 class UnreadableImagesError(UserError, ValueError):
     """One or more images given to :func:`embed` cannot be opened or decoded."""
@@ -101,6 +99,7 @@ def load_embedder(
     (:mod:`pml_proxy_anchor.training.checkpoint`).
     """
     from pml_proxy_anchor.registry import choose
+    from pml_proxy_anchor.training import checkpoint
     from pml_proxy_anchor.training.evaluate import load_trained_models
 
     if not isinstance(run_dir, (str, os.PathLike)):
@@ -108,7 +107,7 @@ def load_embedder(
             f"load_embedder: run_dir must be a run directory or a checkpoint file path, got a "
             f"{type(run_dir).__name__}; fix: pass e.g. 'runs/omniglot'"
         )
-    choose(which, dict.fromkeys(CHECKPOINT_CHOICES), "which")
+    choose(which, {"best": checkpoint.BEST, "last": checkpoint.LAST}, "which")
     torch_device = _device(device)
     cfg, models, state = load_trained_models(run_dir, which, torch_device)
     return Embedder(models["trunk"], models["embedder"], test_transform(cfg), cfg, state["epoch"])
