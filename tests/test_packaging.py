@@ -29,6 +29,7 @@ import pml_proxy_anchor
 from pml_proxy_anchor.training.config import (
     builtin_config_dir,
     builtin_config_path,
+    builtin_config_summary,
     builtin_configs,
     load_config,
 )
@@ -162,6 +163,10 @@ def test_builtin_configs_are_listed() -> None:
     assert builtin_config_path("omniglot") == builtin_config_dir() / "omniglot.yaml"
     with pytest.raises(FileNotFoundError, match=r"no built-in config 'omniglott'.*omniglot"):
         builtin_config_path("omniglott")
+    assert builtin_config_summary("omniglot").startswith("omniglot with small_cnn: the bundled")
+    assert builtin_config_summary("cub200_resnet50").startswith(
+        "cub200 with resnet50: docs/paper.md section 2 (batch 120"
+    )
 
 
 def test_builtin_configs_load_by_name_from_any_directory(

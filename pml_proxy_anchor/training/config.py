@@ -132,6 +132,14 @@ def builtin_configs() -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml") if p.stem != BASE_CONFIG)
 
 
+def builtin_config_summary(name: str) -> str:
+    """The first comment line of the built-in config ``name`` (what it trains), for listings."""
+    for line in builtin_config_path(name).read_text().splitlines():
+        if line.startswith("#") and line.lstrip("# ").strip():
+            return line.lstrip("# ").strip()
+    return ""
+
+
 def builtin_config_path(name: str) -> Path:
     """The file of the built-in config ``name`` (a :class:`ConfigFileNotFoundError` with the
     closest names otherwise)."""
