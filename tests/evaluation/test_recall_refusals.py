@@ -263,3 +263,15 @@ def test_bad_approximate_index_is_refused(index: object, match: str) -> None:
     calc = RecallAtKCalculator(exact=False, approximate_index=index, device=CPU)
     with pytest.raises(RecallInputError, match=match):
         calc.get_accuracy(torch.from_numpy(x), torch.from_numpy(y))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("scale", [1.0, 1e30, 1e-30])
+def test_cuda_gives_the_cpu_values(scale: float) -> None:
+    x, y = _data(n=120, classes=12)
+    scaled = (x.astype(np.float64) * scale).astype(np.float32)
+    cpu = compute_recall_at_k(scaled, y, device="cpu", block_size=7)
+    assert compute_recall_at_k(scaled, y, device="cuda", block_size=7) == cpu
+    assert cpu == pytest.approx(_expected(x, y), abs=1e-12)
+    calc = RecallAtKCalculator(device="cuda")
+    assert calc.get_accuracy(torch.from_numpy(scaled).cuda(), torch.from_numpy(y).cuda()) == cpu
