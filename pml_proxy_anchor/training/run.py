@@ -68,7 +68,12 @@ from pml_proxy_anchor.training.errors import (
     ConfigMismatchError,
     DeviceNotAvailableError,
 )
-from pml_proxy_anchor.training.hooks import LossMeter, chain_iteration_hooks, gradient_clippers
+from pml_proxy_anchor.training.hooks import (
+    LossMeter,
+    WarmupFreeze,
+    chain_iteration_hooks,
+    gradient_clippers,
+)
 from pml_proxy_anchor.training.record import RunRecord
 from pml_proxy_anchor.training.report import recall_keys
 from pml_proxy_anchor.training.run_dir import CONFIG_FILE, RunDirectory
@@ -287,8 +292,10 @@ def build_components(cfg: DictConfig, ctx: DistributedContext) -> Components:
     """Device, data, models, loss, miner, sampler, optimizers (nothing written to disk).
 
     Under torchrun: the loss of the global batch (this rank's proxy shard when sharded, so its
-    optimizer holds only the shard), DDP around trunk and embedder (built before any warm-up
-    freeze; every rank starts from the same seed, DDP broadcasts rank 0's weights).
+    optimizer holds only the shard), DDP around trunk and embedder (built with the trunk's
+    ``requires_grad`` flags of after the warm-up, so that the BatchNorm affine parameters that
+    train from then on are averaged too; every rank starts from the same seed, DDP broadcasts
+    rank 0's weights).
     """
     seed_everything(int(cfg.train.seed))
     train_set, evaluation = builders.build_datasets(cfg)
@@ -300,6 +307,8 @@ def build_components(cfg: DictConfig, ctx: DistributedContext) -> Components:
     sampler = builders.build_train_sampler(cfg, train_set)
     batch_size = distributed.local_batch_size(int(cfg.train.batch_size))
     optimizers, schedulers = builders.build_optimizers(cfg, models, loss)
+    with WarmupFreeze(models["trunk"], int(cfg.train.warm_epochs)).as_after_warmup():
+        ddp_models = builders.wrap_ddp(models, ctx.device)
     return Components(
         device=ctx.device,
         train_set=train_set,
@@ -311,7 +320,7 @@ def build_components(cfg: DictConfig, ctx: DistributedContext) -> Components:
         batch_size=batch_size,
         optimizers=optimizers,
         schedulers=schedulers,
-        ddp_models=builders.wrap_ddp(models, ctx.device),
+        ddp_models=ddp_models,
     )
 
 
