@@ -14,11 +14,14 @@ Composition, lowest to highest priority:
    copied config) is the built-in config of that name;
 3. the config file itself;
 4. overrides ``a.b=value`` (``value`` parsed as YAML: ``1e-4``, ``true``, ``null``, ``[1, 2]``);
-   ``+a.b=value`` adds a key that does not exist yet (and refuses one that does).
+   ``+a.b=value`` adds a key that does not exist yet (and refuses one that does). Every key of
+   the data set (``pml_proxy_anchor.data.data_defaults(name)``) can be set as ``data.key=value``;
+   after the overrides the ``data:`` section holds all of them, unset ones at their defaults.
 
 Checks: in the closed sections (the top level, ``optimizer``, ``scheduler``, ``train``, ``eval``,
 ``regularizers``) every key must be one of :data:`DEFAULTS`. ``data`` and ``model`` are read by
-the data and model builders and may carry extra keys in files. An override must name a key that
+the data and model builders: ``data`` keys are checked against the data set's own list at load,
+``model`` keys by the model builder. An override must name a key that
 exists after composition. An unknown key raises :class:`ConfigKeyError` naming it and the closest
 known keys (difflib). ``loss``, ``miner``, ``sampler`` and the regularizers are registry specs
 (``{Name: {kwargs}}`` or ``Name``, see :func:`pml_proxy_anchor.registry.parse_spec`): a layer
@@ -37,7 +40,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,10 +175,13 @@ def load_config(path: str | Path | Mapping[str, Any], overrides: Sequence[str] =
     for layer, source in layers:
         _check_layer(layer, source)
         merged = _merge(merged, layer, prefix="")
+    data_keys = {f"data.{key}" for key in _data_defaults(_final_data_name(merged, overrides))}
     for override in overrides:
-        _apply_override(merged, override)
+        _apply_override(merged, override, known=data_keys)
     if overrides:
         _check_layer(merged, "the command-line overrides")  # a +key in a closed section
+    if isinstance(merged.get("data"), dict):  # every key of the data set, at its default
+        merged["data"] = {**_data_defaults(merged["data"].get("name")), **merged["data"]}
     cfg = OmegaConf.create(merged)
     validate(cfg)
     return cfg
@@ -248,6 +254,7 @@ def validate(cfg: DictConfig) -> None:
                 f"config key {key} is mandatory and has no value. Fix: set it in the config file "
                 f"or pass {key}=VALUE on the command line."
             )
+    _check_data(cfg)
     if cfg.run_dir is not None and (not isinstance(cfg.run_dir, str) or not cfg.run_dir.strip()):
         raise ConfigValueError(
             f"config key run_dir={cfg.run_dir!r} must be a directory path (a string) or null."
@@ -288,6 +295,14 @@ def validate(cfg: DictConfig) -> None:
     optimizer_class(cfg.optimizer.name)
     _check_k_values(cfg.eval.k_values)
     _check_specs(cfg)
+
+
+def _check_data(cfg: DictConfig) -> None:
+    """``data.name`` is a known data set and every ``data.*`` key one it reads, with a valid
+    value (the data set's own checks, run here so that a typo stops the run before it starts)."""
+    from pml_proxy_anchor.data import lookup
+
+    lookup(str(cfg.data.name)).read_config(to_dict(cfg.data))
 
 
 def optimizer_class(name: Any) -> type[torch.optim.Optimizer]:
@@ -508,7 +523,36 @@ def _merge(base: Any, layer: Any, prefix: str) -> Any:
     return copy.deepcopy(layer)
 
 
-def _apply_override(cfg: dict[str, Any], override: Any) -> None:
+def _data_defaults(name: Any) -> dict[str, Any]:
+    """The data set's ``data:`` keys with their defaults; empty for an unknown or missing name
+    (the data set's own lookup reports a wrong name, see :func:`validate`)."""
+    from pml_proxy_anchor.data import DataConfigError, data_defaults
+
+    if not isinstance(name, str) or name in ("", "???"):
+        return {}
+    try:
+        return data_defaults(name)
+    except DataConfigError:
+        return {}
+
+
+def _final_data_name(cfg: Mapping[str, Any], overrides: Sequence[str]) -> Any:
+    """``data.name`` after the overrides (the last ``data.name=...`` wins)."""
+    name = (cfg.get("data") or {}).get("name") if isinstance(cfg.get("data"), Mapping) else None
+    for override in overrides:
+        if isinstance(override, str) and "=" in override:
+            key, raw = override.split("=", 1)
+            if key.strip().lstrip("+") == "data.name":
+                try:
+                    name = _parse_value(raw)
+                except Exception:  # reported by _apply_override
+                    pass
+    return name
+
+
+def _apply_override(cfg: dict[str, Any], override: Any, known: Collection[str] = ()) -> None:
+    """Apply ``key=value`` (the key must exist, or be in ``known``: a key of the data set) or
+    ``+key=value`` (the key must not be set yet)."""
     if not isinstance(override, str) or "=" not in override:
         raise ConfigValueError(
             f"override {override!r} is not of the form key=value (e.g. train.epochs=2, "
@@ -545,9 +589,14 @@ def _apply_override(cfg: dict[str, Any], override: Any) -> None:
             f"override {override!r}: {key} already exists (value {node[last]!r}); a leading + "
             f"only adds a new key. Fix: use {key}={raw} to change it."
         )
-    if last not in node and not add:
-        error = _unknown_key_error(key, _keys_of(node), "the command-line overrides")
-        if parts[0] not in CLOSED_SECTIONS and len(parts) > 1:
+    if last not in node and not add and key not in known:
+        parent = key[: -len(last)]
+        siblings = [
+            k[len(parent) :] for k in known if k.startswith(parent) and "." not in k[len(parent) :]
+        ]
+        candidates = list(dict.fromkeys([*_keys_of(node), *siblings]))
+        error = _unknown_key_error(key, candidates, "the command-line overrides")
+        if parts[0] not in CLOSED_SECTIONS and len(parts) > 1 and not siblings:
             error = ConfigKeyError(f"{error} To add a new key, write +{key}={raw}.")
         raise error
     node[last] = value

@@ -200,3 +200,48 @@ def test_a_config_is_a_path_a_name_or_a_mapping() -> None:
         load_config(5)  # type: ignore[arg-type]
     with pytest.raises(FileNotFoundError, match="is a directory"):
         load_config(CONFIGS)
+
+
+def test_every_key_of_the_data_set_can_be_set_without_plus() -> None:
+    cfg = load_config(CONFIGS / "cub200_bninception.yaml", ["data.skip_corrupt=true"])
+    assert cfg.data.skip_corrupt is True
+    assert cfg.data.crop_size is None and cfg.data.root is None  # the data set's defaults
+    # + still adds a key the config does not set (the data set's default is not a setting).
+    assert load_config(CONFIGS / "omniglot.yaml", ["+data.max_classes=4"]).data.max_classes == 4
+    assert load_config(CONFIGS / "omniglot.yaml", ["data.max_classes=4"]).data.max_classes == 4
+    # A file's explicit value is a setting: + refuses it.
+    with pytest.raises(ConfigKeyError, match=r"use data\.image_size=32 to change it"):
+        load_config(CONFIGS / "omniglot.yaml", ["+data.image_size=32"])
+
+
+def test_data_keys_follow_an_overridden_data_name() -> None:
+    cfg = load_config(
+        {"data": {"name": "omniglot"}, "model": {"backbone": "small_cnn"}},
+        ["data.name=cub200", "data.skip_corrupt=true"],
+    )
+    assert cfg.data.name == "cub200" and cfg.data.skip_corrupt is True
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.skip_corupt=true", r"'data\.skip_corupt'.*Did you mean data\.skip_corrupt\?"),
+        ("+data.skip_corupt=true", r"unknown key data\.skip_corupt for data set 'cub200'"),
+        ("data.crop_size=22.5", r"data\.crop_size of data set 'cub200'"),
+        ("data.name=cub2000", r"unknown data\.name 'cub2000'\. Did you mean 'cub200'\?"),
+    ],
+)
+def test_data_keys_are_checked_at_load(override: str, message: str) -> None:
+    from pml_proxy_anchor.errors import UserError
+
+    with pytest.raises(UserError, match=message):
+        load_config(CONFIGS / "cub200_bninception.yaml", [override])
+
+
+def test_omniglot_data_typos_are_named() -> None:
+    from pml_proxy_anchor.errors import UserError
+
+    with pytest.raises(UserError, match=r"data\.setting of data set 'omniglot'"):
+        load_config(CONFIGS / "omniglot.yaml", ["data.setting=unseen"])
+    with pytest.raises(UserError, match=r"Did you mean data\.class_rotations"):
+        load_config(CONFIGS / "omniglot.yaml", ["data.class_rotation=2"])
