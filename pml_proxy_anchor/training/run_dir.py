@@ -102,7 +102,7 @@ class RunDirectory:
         self.lock_file = self.path / LOCK_FILE
         self.last_checkpoint = self.path / CHECKPOINTS / LAST
         self._lock: IO[str] | None = None
-        self._created = False  # this process made the directory (removed again if never begun)
+        self._created: list[Path] = []  # folders this process made, removed if never begun
         self._begun = False
 
     # ------------------------------------------------------------------ questions
@@ -247,9 +247,9 @@ class RunDirectory:
 
     # ------------------------------------------------------------------ the lock
     def _acquire_lock(self) -> None:
-        if not self.path.exists():
-            self.path.mkdir(parents=True)
-            self._created = True
+        missing = [p for p in (self.path, *self.path.parents) if not p.exists()]
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._created = missing  # leaf first
         handle = open(self.lock_file, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
         if fcntl is not None:
             try:
@@ -281,7 +281,8 @@ class RunDirectory:
         if self._created and not self._begun:
             with contextlib.suppress(OSError):
                 self.lock_file.unlink()
-                self.path.rmdir()
+                for folder in self._created:
+                    folder.rmdir()  # only empty ones: stops at anything else written there
 
     def __enter__(self) -> RunDirectory:
         return self

@@ -174,10 +174,10 @@ def test_a_killed_runs_lock_is_free_at_once(tmp_path: Path) -> None:
 
 
 def test_a_run_that_fails_to_build_leaves_no_directory(tmp_path: Path) -> None:
-    run_dir = tmp_path / "new_run"
+    run_dir = tmp_path / "runs" / "new_run"
     with pytest.raises(UserError):  # the fixture's data root does not exist
         run(_cfg(run_dir, tmp_path / "missing_data"))
-    assert not run_dir.exists()
+    assert not (tmp_path / "runs").exists()
 
 
 def test_run_dir_for_config_file_only_for_a_marked_run(tmp_path: Path) -> None:
