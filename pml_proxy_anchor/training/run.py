@@ -160,8 +160,13 @@ def claim_run_dir(
     if not resume:
         return None
     try:
-        check_resume_config(directory.path, cfg)
-        return checkpoint.load(directory.last_checkpoint)
+        saved = read_saved_config(directory.config_file)
+        if saved is not None:  # a changed config is refused before a large file is read
+            check_resume_config(directory.path, cfg, saved)
+        state = checkpoint.load(directory.last_checkpoint)
+        if saved is None and state.get("config"):  # config.yaml missing or damaged
+            check_resume_config(directory.path, cfg, state["config"])
+        return state
     except BaseException:
         directory.release()
         raise
@@ -240,12 +245,32 @@ def on_main(ctx: DistributedContext, fn: Callable[[], T]) -> T:
     return result
 
 
-def check_resume_config(run_dir: Path, cfg: DictConfig) -> None:
-    """Refuse to resume with a config that changes anything but :data:`RESUMABLE_CHANGES`."""
+def read_saved_config(path: Path) -> dict[str, Any] | None:
+    """The config a run saved (``config.yaml``); None when missing or unreadable (logged)."""
+    if not path.is_file():
+        return None
+    try:
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as err:
+        LOGGER.warning("%s is unreadable (%s); comparing with the checkpoint's config", path, err)
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
+def check_resume_config(
+    run_dir: Path, cfg: DictConfig, saved: Mapping[str, Any] | None = None
+) -> None:
+    """Refuse to resume with a config that changes anything but :data:`RESUMABLE_CHANGES`
+    (``run_dir`` included: a copied run directory resumes in the copy).
+
+    ``saved``: the run's config (default: read from ``run_dir/config.yaml``, if there).
+    """
     saved_path = run_dir / CONFIG_FILE
-    if not saved_path.is_file():
-        return
-    saved = _flatten(to_dict(OmegaConf.load(saved_path)))
+    if saved is None:
+        saved = read_saved_config(saved_path)
+        if saved is None:
+            return
+    saved = _flatten(dict(saved))
     current = _flatten(to_dict(cfg))
     changed = sorted(
         key

@@ -20,6 +20,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from pml_proxy_anchor.errors import UserError
 from pml_proxy_anchor.training import (
     CheckpointNotFoundError,
+    ConfigMismatchError,
     NonFiniteLossError,
     checkpoint,
     evaluate,
@@ -143,6 +144,20 @@ def test_resume_and_eval_with_a_truncated_checkpoint(stopped: dict[str, Any]) ->
         evaluate(garbage)
     with pytest.raises(CheckpointNotFoundError, match="does not exist"):
         checkpoint.load(stopped["base"] / "missing.pt")
+
+
+def test_resume_with_a_damaged_config_yaml_compares_with_the_checkpoints_config(
+    stopped: dict[str, Any],
+) -> None:
+    run_dir = _copy(stopped, "damaged_config")
+    (run_dir / "config.yaml").write_text("train: [unclosed\n")
+    changed = fixture_overrides(stopped["data"], run_dir, **{"optimizer.lr": 0.5})
+    with pytest.raises(ConfigMismatchError, match=r"optimizer\.lr: 0\.001 -> 0\.5"):
+        run(load_config(changed), resume=True)
+    same = fixture_overrides(stopped["data"], run_dir, **{"train.epochs": 1})
+    results = run(load_config(same), resume=True)  # epoch 1 is done: nothing left to train
+    assert results["status"] == "finished" and results["epochs_completed"] == 1
+    assert load_config(run_dir / "config.yaml").run_dir == str(run_dir)  # written again
 
 
 # ---------------------------------------------------------------------- full disk, permissions

@@ -199,3 +199,17 @@ def test_a_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RunDirectoryRefusedError, match="is not a directory"):
         run(_cfg(target))
     assert target.read_text() == "x"
+
+
+def test_an_older_run_directory_without_the_marker_can_be_resumed(tmp_path: Path) -> None:
+    """Resuming deletes nothing, so a run made before the marker existed may continue."""
+    run_dir = _made_run(tmp_path / "run")
+    (run_dir / MARKER).unlink()
+    directory = RunDirectory(run_dir)
+    directory.claim(resume=True, overwrite=False)
+    directory.begin("run_dir: x\n", resume=True)
+    directory.release()
+    assert is_run_directory(run_dir)
+    with pytest.raises(RunDirectoryRefusedError):  # but never replaced without its marker
+        (run_dir / MARKER).unlink()
+        RunDirectory(run_dir).claim(resume=False, overwrite=True)
