@@ -57,7 +57,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rng = np.random.default_rng(0)
     for name in ("a.png", "b.png"):
         pixels = np.where(rng.random((105, 105)) < 0.9, 255, 0).astype(np.uint8)
-        Image.fromarray(pixels, mode="L").save(work / name)
+        Image.fromarray(pixels).save(work / name)  # uint8 (H, W): grayscale
     cwd = os.getcwd()
     os.chdir(work)
     try:
