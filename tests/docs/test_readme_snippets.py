@@ -35,8 +35,12 @@ SHRINK = {'"train.epochs=2", "+data.max_classes=20"': ", ".join(f'"{o}"' for o i
 LANGS = ("python", "bash", "text")
 #: programs a bash block may name without the test checking their arguments
 UNCHECKED = ("pip", "tensorboard")
-#: CLI subcommands the test runs when their first argument exists in the working directory
-CHEAP = ("embed",)
+#: CLI subcommands the test runs: name -> whether this command line is cheap enough here
+CHEAP = {
+    "embed": lambda args, work: (work / args[1]).exists(),  # on the tiny run
+    "configs": lambda args, work: True,  # lists the built-in configs
+}
+HELP = ("-h", "--help", "--version")
 
 #: scripts whose arguments are parsed: path -> parse(module, argv)
 SCRIPT_PARSERS = {
@@ -132,10 +136,15 @@ def _check_cli(args: list[str], where: str, work: Path) -> None:
     from pml_proxy_anchor.training import load_config
 
     args = fill_synopsis(args)
+    if any(a in HELP for a in args):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(args)
+        assert exc.value.code == 0, f"{where}: `pml-proxy-anchor {' '.join(args)}` failed"
+        return
     parsed = _parse_cli(args, where)
     if parsed.command == "train" and (REPO / parsed.config).is_file():
         load_config(REPO / parsed.config, parsed.overrides)  # unknown keys fail here
-    if parsed.command in CHEAP and (work / args[1]).exists():
+    if parsed.command in CHEAP and CHEAP[parsed.command](args, work):
         assert cli.main(args) == 0, f"{where}: `pml-proxy-anchor {' '.join(args)}` failed"
 
 
@@ -194,6 +203,11 @@ def test_bash_block_commands_exist_and_parse(block: Block, in_workdir: Path) -> 
             _check_script(program, rest, where)
         elif program not in UNCHECKED:
             pytest.fail(f"{where}: the docs test does not know the program {program!r}")
+
+
+def test_help_in_a_block_is_run(capsys: pytest.CaptureFixture[str]) -> None:
+    _check_cli(["train", "--help"], "example", REPO)
+    assert "--run-dir" in capsys.readouterr().out
 
 
 def test_a_wrong_option_in_a_block_fails() -> None:
