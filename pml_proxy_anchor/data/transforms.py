@@ -25,12 +25,13 @@ from typing import Any
 import torch
 from torchvision import transforms as T
 
+from pml_proxy_anchor.models.build import BACKBONES
+
 from .errors import DataConfigError
 
 BN_INCEPTION_MEAN_BGR = (104.0, 117.0, 128.0)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-BACKBONES = ("bn_inception", "resnet50", "small_cnn")
 
 
 class RGBToBGR255:
