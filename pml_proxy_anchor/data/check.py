@@ -128,7 +128,9 @@ class CheckReport:
         if self.ok:
             lines.append("OK")
         else:
-            lines.append("MISMATCH: see the rows above and reproduce/DATASETS.md")
+            lines.append(
+                "MISMATCH: see the rows above and reproduce/DATASETS.md in the source repository"
+            )
             if any(s.corrupt for s in self.splits):
                 lines.append(
                     "Fix for corrupt files: replace them from the original archive, or train with "

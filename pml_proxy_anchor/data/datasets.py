@@ -283,7 +283,8 @@ def lookup(
     close = list(dict.fromkeys(spellings[c].name for c in close_matches(key, spellings, n=3)))
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise DataConfigError(
-        f"unknown {what} {name!r}.{hint} Known data sets: {known} (see reproduce/DATASETS.md)."
+        f"unknown {what} {name!r}.{hint} Known data sets: {known} (reproduce/DATASETS.md in "
+        "the source repository describes each layout)."
     )
 
 

@@ -38,7 +38,8 @@ def _require_root(cfg: Mapping[str, Any], record: DatasetRecord) -> str:
     if not root:
         raise DataConfigError(
             f"data.root is not set for data set {record.name!r}: set it to the folder that "
-            "holds the data set (see reproduce/DATASETS.md), e.g. "
+            "holds the data set (reproduce/DATASETS.md in the source repository describes each "
+            "layout), e.g. "
             f"data.root=/data/{record.example_folder}."
         )
     return os.path.expanduser(str(root))
