@@ -16,3 +16,8 @@ class UserError(Exception):
 
     def __str__(self) -> str:  # KeyError subclasses would otherwise print the repr
         return str(self.args[0]) if self.args else ""
+
+
+class ConfigMismatchError(UserError, ValueError):
+    """Two configs that must agree differ: ``--resume`` with a config other than the one the run
+    started with, or the processes of one distributed job resolving different configs."""

@@ -8,7 +8,18 @@ with a changed config, or the processes of a distributed job resolving different
 
 from __future__ import annotations
 
-from pml_proxy_anchor.errors import UserError
+from pml_proxy_anchor.errors import ConfigMismatchError, UserError
+
+__all__ = [
+    "CheckpointNotFoundError",
+    "ConfigFileNotFoundError",
+    "ConfigKeyError",
+    "ConfigMismatchError",
+    "ConfigValueError",
+    "DeviceNotAvailableError",
+    "NonFiniteLossError",
+    "RunDirectoryExistsError",
+]
 
 
 class ConfigKeyError(UserError, ValueError):
@@ -22,11 +33,6 @@ class ConfigValueError(UserError, ValueError):
 
 class ConfigFileNotFoundError(UserError, FileNotFoundError):
     """A config file (given, or named in a ``defaults:`` list) does not exist."""
-
-
-class ConfigMismatchError(UserError, ValueError):
-    """Two configs that must agree differ: ``--resume`` with a config other than the one the run
-    started with, or the processes of one distributed job resolving different configs."""
 
 
 class RunDirectoryExistsError(UserError, RuntimeError):
