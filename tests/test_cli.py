@@ -131,3 +131,103 @@ def test_an_error_under_torchrun_names_the_rank(
         "error: [rank 1/2] train.proxies='shardded' is not supported; expected one of "
         "replicated, sharded"
     )
+
+
+def test_version_names_the_package_and_pml(capsys: pytest.CaptureFixture[str]) -> None:
+    import pytorch_metric_learning
+
+    import pml_proxy_anchor
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert f"pml-proxy-anchor {pml_proxy_anchor.__version__}" in out
+    assert f"pytorch-metric-learning {pytorch_metric_learning.__version__}" in out
+
+
+@pytest.mark.parametrize("command", ["train", "configs", "eval", "embed", "report", "data"])
+def test_every_subcommand_help_shows_an_example(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and f"pml-proxy-anchor {command}" in out
+
+
+def test_configs_lists_the_builtin_configs(capsys: pytest.CaptureFixture[str]) -> None:
+    from pml_proxy_anchor.training.config import builtin_configs
+
+    assert main(["configs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == builtin_configs()
+    assert "omniglot" in builtin_configs() and "cub200_bninception" in builtin_configs()
+
+
+def test_a_copied_run_directory_resumes_in_the_copy_through_the_cli(
+    cli_run: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    copy = tmp_path / "copy"
+    shutil.copytree(cli_run["run"], copy)
+    original = (cli_run["run"] / "results.json").read_bytes()
+    # The "Fix" command the tool prints: the config.yaml inside the run (naming the old run_dir).
+    assert main(["train", str(copy / "config.yaml"), "--resume", "train.epochs=3"]) == 0
+    assert json.loads((copy / "results.json").read_text())["epochs_completed"] == 3
+    assert (cli_run["run"] / "results.json").read_bytes() == original
+    assert not (tmp_path / "runs").exists()
+
+
+def test_ctrl_c_prints_the_message_and_exits_130(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pml_proxy_anchor import cli
+
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt("interrupted during epoch 1; start again with --overwrite")
+
+    monkeypatch.setitem(cli.COMMANDS, "configs", interrupted)
+    assert main(["configs"]) == 130
+    assert "start again with --overwrite" in capsys.readouterr().err
+
+
+def test_out_of_memory_is_one_line_with_a_hint_and_exit_3(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pml_proxy_anchor import cli
+
+    def out_of_memory(args: object) -> int:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setitem(cli.COMMANDS, "configs", out_of_memory)
+    assert main(["configs"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("error: out of GPU memory") and "train.batch_size" in err
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A RuntimeError that is not the user's (here an injected shape error) is not turned into
+    a one-line 'error:' that looks like a user mistake."""
+    from pml_proxy_anchor import cli
+
+    def shape_bug(args: object) -> int:
+        torch.zeros(2, 3) @ torch.zeros(2, 3)
+        return 0
+
+    monkeypatch.setitem(cli.COMMANDS, "configs", shape_bug)
+    with pytest.raises(RuntimeError, match="cannot be multiplied"):
+        main(["configs"])
+
+
+def test_embed_refuses_a_bad_output_name(
+    cli_run: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = CUB200(str(cli_run["data"]), split="test").paths[:1]
+    assert main(["embed", str(cli_run["run"]), *paths, "--out", str(tmp_path / "e.csv")]) == 2
+    assert ".npy" in capsys.readouterr().err
+    assert main(["embed", str(cli_run["run"]), *paths, "--out", str(tmp_path)]) == 2
+    assert "directory" in capsys.readouterr().err
