@@ -1,15 +1,18 @@
 """Training on PML for the Proxy-Anchor paper's recipe: configs, the run, checkpoints, evaluation.
 
-- :func:`load_config` -- YAML + ``defaults`` composition + dotted overrides, unknown keys refused.
+- :func:`load_config` -- a built-in config name or a YAML file + ``defaults`` composition + dotted
+  overrides, unknown keys refused; :func:`builtin_configs` lists the names.
 - :func:`run` -- one training run (PML ``MetricLossOnly``, tester, logging, checkpoints, resume).
 - :func:`evaluate` -- Recall@K of a finished run's best (or last) checkpoint.
 """
 
 from __future__ import annotations
 
-from pml_proxy_anchor.training.config import load_config
+from pml_proxy_anchor.training.checkpoint import CorruptCheckpointError
+from pml_proxy_anchor.training.config import builtin_configs, load_config
 from pml_proxy_anchor.training.errors import (
     CheckpointNotFoundError,
+    ConfigFileNotFoundError,
     ConfigKeyError,
     ConfigMismatchError,
     ConfigValueError,
@@ -18,16 +21,22 @@ from pml_proxy_anchor.training.errors import (
     RunDirectoryExistsError,
 )
 from pml_proxy_anchor.training.evaluate import evaluate
-from pml_proxy_anchor.training.run import run
+from pml_proxy_anchor.training.record import RunFileWriteError
+from pml_proxy_anchor.training.run import RunInterrupted, run
 
 __all__ = [
     "CheckpointNotFoundError",
+    "ConfigFileNotFoundError",
     "ConfigKeyError",
     "ConfigMismatchError",
     "ConfigValueError",
+    "CorruptCheckpointError",
     "DeviceNotAvailableError",
     "NonFiniteLossError",
     "RunDirectoryExistsError",
+    "RunFileWriteError",
+    "RunInterrupted",
+    "builtin_configs",
     "evaluate",
     "load_config",
     "run",
