@@ -54,7 +54,7 @@ def test_config_is_the_researched_recipe() -> None:
 
 def _optimizer_groups(cfg_path: Path, overrides: list[str] = ()) -> dict[str, tuple[float, float]]:
     cfg = load_config(cfg_path, list(overrides))
-    cfg.model.pretrained = None
+    cfg.model.pretrained = "none"  # random weights on purpose: no file here
     models = builders.build_models(cfg, torch.device("cpu"))
     loss = builders.build_loss(cfg, 10, builders.embedding_size(models["embedder"], cfg), "cpu")
     optimizers, _ = builders.build_optimizers(cfg, models, loss)
