@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from pml_proxy_anchor.models import RANDOM_WEIGHTS
 from pml_proxy_anchor.training import builders, checkpoint
 from pml_proxy_anchor.training.config import load_config
 from pml_proxy_anchor.training.device import resolve_device
@@ -50,7 +51,8 @@ def load_trained_models(
     state = checkpoint.load(ckpt_path)
     cfg = run_config(path if Path(path).is_dir() else ckpt_path, state)
     device = torch.device(device) if not isinstance(device, torch.device) else device
-    cfg_no_weights = OmegaConf.merge(cfg, {"model": {"pretrained": None}})
+    # The checkpoint holds every weight: build without reading (or requiring) the ImageNet file.
+    cfg_no_weights = OmegaConf.merge(cfg, {"model": {"pretrained": RANDOM_WEIGHTS}})
     models = builders.build_models(cfg_no_weights, device)
     checkpoint.load_state_dicts(models, state["models"], "models")
     for model in models.values():
