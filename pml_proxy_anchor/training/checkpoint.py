@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from pml_proxy_anchor.errors import UserError
+from pml_proxy_anchor.registry import choose
 from pml_proxy_anchor.training.errors import CheckpointNotFoundError
 from pml_proxy_anchor.training.record import write_atomic
 
@@ -124,9 +125,7 @@ def find_checkpoint(path: str | Path, which: str = "best") -> Path:
     path = Path(path)
     if path.is_file():
         return path
-    if which not in ("best", "last"):
-        raise ValueError(f"which={which!r}: expected 'best' or 'last'.")
-    candidate = path / "checkpoints" / (BEST if which == "best" else LAST)
+    candidate = path / "checkpoints" / choose(which, {"best": BEST, "last": LAST}, "which")
     if not candidate.is_file():
         raise CheckpointNotFoundError(
             f"no checkpoint at {candidate}. Expected a run directory written by "
