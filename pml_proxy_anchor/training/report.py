@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from pml_proxy_anchor.training.paper_numbers import is_confirmed, reference_numbers
@@ -19,22 +18,6 @@ def recall_keys(metrics: Mapping[str, Any]) -> list[str]:
     """The ``recall_at_K`` keys of ``metrics`` sorted by K."""
     keys = [k for k in metrics if _RECALL.match(k)]
     return sorted(keys, key=lambda k: int(_RECALL.match(k).group(1)))  # type: ignore[union-attr]
-
-
-def read_results(run_dir: str | Path) -> dict[str, Any] | None:
-    """The content of ``run_dir/results.json`` (None when there is none)."""
-    from pml_proxy_anchor.training.record import RunRecord
-
-    record = RunRecord.read(run_dir)
-    return None if record is None else record.to_dict()
-
-
-def write_results(run_dir: str | Path, results: Mapping[str, Any]) -> None:
-    """Write ``results`` as the run's results files, through :class:`~.record.RunRecord` (the
-    one writer). Prefer :func:`~.record.refresh_report` to rewrite a run's report."""
-    from pml_proxy_anchor.training.record import RunRecord
-
-    RunRecord.from_dict(results, run_dir).write()
 
 
 def _pct(value: Any) -> str:
