@@ -58,13 +58,11 @@ class StackContender:
     def __init__(self, cfg: Any, run_dir: Path) -> None:
         from pml_proxy_anchor.training.run import TrainingRun
 
-        self.training = TrainingRun(cfg, run_dir)
-        self.training.build_components()
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.training.build_trainer()
+        self.training = TrainingRun(cfg, run_dir)  # components and trainer, built once
         self.trainer = self.training.trainer
         self.trainer.progress = False
-        self.device = self.training.device
+        self.device = self.training.parts.device
         self.epoch_hook = self.trainer.end_of_epoch_hook
         self.trainer.end_of_epoch_hook = self._stop_clock
         self.trained_at = 0.0
