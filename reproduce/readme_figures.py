@@ -249,7 +249,7 @@ def render_block(summary: Mapping[str, Any]) -> str:
     ]
     across = summary.get("across_threads")
     if across:
-        span = ", ".join(map(str, across["threads"]))
+        span = " and ".join(map(str, sorted(across["threads"])))
         lines += [
             f"The same seed ({across['seed']}) at {span} threads: final R@1 "
             f"{across['recall_at_1']['min']:.4f}-{across['recall_at_1']['max']:.4f}, R@8 "
