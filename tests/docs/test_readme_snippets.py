@@ -133,8 +133,11 @@ def _parse_cli(args: list[str], where: str) -> Any:
 
 
 def _check_cli(args: list[str], where: str, work: Path) -> None:
+    from pml_proxy_anchor.models import BACKBONES, resolve_pretrained
     from pml_proxy_anchor.training import load_config
+    from pml_proxy_anchor.training.config import resolve_config_path
 
+    elided = "..." in args  # "train CONFIG ... --resume": the elided part is not checked
     args = fill_synopsis(args)
     if any(a in HELP for a in args):
         with pytest.raises(SystemExit) as exc:
@@ -142,8 +145,10 @@ def _check_cli(args: list[str], where: str, work: Path) -> None:
         assert exc.value.code == 0, f"{where}: `pml-proxy-anchor {' '.join(args)}` failed"
         return
     parsed = _parse_cli(args, where)
-    if parsed.command == "train" and (REPO / parsed.config).is_file():
-        load_config(REPO / parsed.config, parsed.overrides)  # unknown keys fail here
+    if parsed.command == "train" and not parsed.config.isupper():  # CONFIG: a usage line
+        cfg = load_config(resolve_config_path(parsed.config), parsed.overrides)  # unknown keys
+        if not elided:  # a paper backbone needs model.pretrained (a file or none)
+            resolve_pretrained(BACKBONES[cfg.model.backbone], cfg.model.pretrained)
     if parsed.command in CHEAP and CHEAP[parsed.command](args, work):
         assert cli.main(args) == 0, f"{where}: `pml-proxy-anchor {' '.join(args)}` failed"
 
@@ -218,3 +223,5 @@ def test_a_wrong_option_in_a_block_fails() -> None:
 
     with pytest.raises(ConfigKeyError, match="train.epoch"):
         _check_cli(["train", "configs/omniglot.yaml", "train.epoch=2"], "example", REPO)
+    with pytest.raises(ValueError, match="model.pretrained is not set"):
+        _check_cli(["train", "sop_bninception", "data.root=/data/SOP"], "example", REPO)
