@@ -248,6 +248,8 @@ def _check_history(record: RunRecord) -> str | None:
             if key.startswith("recall_at_") or key in ("seconds", "elapsed_seconds"):
                 if not is_number(value) or not math.isfinite(value):
                     return f"epoch {epoch} has {key} = {value!r}, not a finite number"
+                if key.startswith("recall_at_") and not 0.0 <= value <= 1.0:
+                    return f"epoch {epoch} has {key} = {value!r}, outside 0..1"
         tested += "recall_at_1" in entry
     if not tested:
         return "no evaluated epoch (no recall_at_1 in the history)"
@@ -266,8 +268,12 @@ def read_job(path: Path, sweep_dir: Path) -> Job:
         job.status, job.error = "corrupt", f"{config_file} cannot be read: {err}"
     try:
         job.record = RunRecord.read(path)
-    except Exception as err:  # ResultsFileError, or a malformed record
+    except UserError as err:  # ResultsFileError: not JSON, not an object
         job.status, job.error = "corrupt", str(err)
+        return job
+    except Exception as err:  # fields of the wrong type (from_dict)
+        job.status = "corrupt"
+        job.error = f"{path / RESULTS_JSON} is not a run's results ({type(err).__name__}: {err})"
         return job
     if job.record is None:
         job.status = "missing"

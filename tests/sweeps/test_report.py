@@ -18,7 +18,7 @@ import pytest
 
 from pml_proxy_anchor.errors import UserError
 from pml_proxy_anchor.sweeps.plots import axis_scale, heatmap_grid
-from pml_proxy_anchor.sweeps.report import main, write_report
+from pml_proxy_anchor.sweeps.report import ReportOutputError, main, write_report
 from pml_proxy_anchor.sweeps.summary import (
     BudgetMismatchError,
     DuplicateJobError,
@@ -211,6 +211,14 @@ def test_corrupt_and_missing_results_are_listed(tmp_path: Path) -> None:
     record = _load(nan_run / "results.json")
     record["history"][1]["recall_at_1"] = float("nan")
     (nan_run / "results.json").write_text(json.dumps(record))  # NaN, as Python writes it
+    percent = write_job(sweep / "percent", [0.5, 0.6], **{"train.seed": 6})
+    record = _load(percent / "results.json")
+    record["history"][1]["recall_at_1"] = 60.0  # a percentage, not a fraction
+    (percent / "results.json").write_text(json.dumps(record))
+    wrong_type = write_job(sweep / "wrong_type", [0.5], **{"train.seed": 7})
+    record = _load(wrong_type / "results.json")
+    record["history"] = "epoch 1"
+    (wrong_type / "results.json").write_text(json.dumps(record))
     started = write_job(sweep / "no_results", [0.5], **{"train.seed": 4})
     for name in ("results.json", "results.md"):
         (started / name).unlink()
@@ -223,6 +231,8 @@ def test_corrupt_and_missing_results_are_listed(tmp_path: Path) -> None:
     assert "not valid JSON" in failed["torn"]["error"]
     assert failed["nan_recall"]["status"] == "corrupt"
     assert "recall_at_1 = nan" in failed["nan_recall"]["error"]
+    assert "recall_at_1 = 60.0, outside 0..1" in failed["percent"]["error"]
+    assert "wrong_type/results.json is not a run's results" in failed["wrong_type"]["error"]
     assert failed["no_results"]["status"] == "missing"
     assert "no results.json" in failed["no_results"]["error"]
     assert failed["no_config"]["status"] == "missing"
@@ -276,6 +286,10 @@ def test_empty_missing_and_file_sweep_directories_are_refused(
         write_report(tmp_path / "nowhere")
     with pytest.raises(SweepDirectoryError, match="is a file"):
         write_report(empty / "README.md")
+    job_sweep = tmp_path / "sweep"
+    write_job(job_sweep / "a", [0.5])
+    with pytest.raises(ReportOutputError, match="cannot create the report folder"):
+        write_report(job_sweep, empty / "README.md")
     assert main([str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: sweep directory") and "does not exist" in err
