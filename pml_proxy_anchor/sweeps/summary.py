@@ -90,7 +90,7 @@ class SweepDirectoryError(UserError, FileNotFoundError):
     """The sweep directory does not exist or is not a directory."""
 
 
-class EmptySweepError(UserError, ValueError):
+class EmptySweepDirectoryError(UserError, ValueError):
     """The sweep directory holds no job (no run directory at depth 1 or 2)."""
 
 
@@ -265,7 +265,8 @@ def read_job(path: Path, sweep_dir: Path) -> Job:
     except FileNotFoundError:
         job.status, job.error = "missing", f"no {CONFIG_FILE} in {path}"
     except Exception as err:  # a damaged YAML file, whatever the parser raises
-        job.status, job.error = "corrupt", f"{config_file} cannot be read: {err}"
+        job.status = "corrupt"
+        job.error = f"{config_file} cannot be read: " + " ".join(str(err).split())
     try:
         job.record = RunRecord.read(path)
     except UserError as err:  # ResultsFileError: not JSON, not an object
@@ -689,7 +690,7 @@ def summarize(sweep_dir: str | Path) -> Summary:
     pending = _pending(meta, jobs)
     if not jobs:
         listed = f" ({SWEEP_FILE} lists {len(pending)} jobs, none started)" if pending else ""
-        raise EmptySweepError(
+        raise EmptySweepDirectoryError(
             f"the sweep directory {sweep_dir} holds no job: no run directory (with "
             f"{MARKER} or {RESULTS_JSON}) at depth 1 or 2{listed}. Fix: check the path, or run "
             "the sweep first."

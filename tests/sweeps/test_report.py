@@ -22,7 +22,7 @@ from pml_proxy_anchor.sweeps.report import ReportOutputError, main, write_report
 from pml_proxy_anchor.sweeps.summary import (
     BudgetMismatchError,
     DuplicateJobError,
-    EmptySweepError,
+    EmptySweepDirectoryError,
     SweepDirectoryError,
     SweepFileError,
     summarize,
@@ -280,7 +280,7 @@ def test_empty_missing_and_file_sweep_directories_are_refused(
     (empty / "notes").mkdir(parents=True)
     (empty / "notes" / "todo.txt").write_text("run the sweep")
     (empty / "README.md").write_text("nothing yet")
-    with pytest.raises(EmptySweepError, match="holds no job"):
+    with pytest.raises(EmptySweepDirectoryError, match="holds no job"):
         write_report(empty)
     with pytest.raises(SweepDirectoryError, match="does not exist"):
         write_report(tmp_path / "nowhere")
@@ -293,7 +293,7 @@ def test_empty_missing_and_file_sweep_directories_are_refused(
     assert main([str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: sweep directory") and "does not exist" in err
-    assert isinstance(EmptySweepError("x"), UserError)
+    assert isinstance(EmptySweepDirectoryError("x"), UserError)
 
 
 def test_categorical_loss_comparison_gives_class_names_and_bars(tmp_path: Path) -> None:
