@@ -160,5 +160,5 @@ def fill_synopsis(args: list[str]) -> list[str]:
     ``A``, ``...`` dropped."""
     text = " ".join(shlex.quote(a) if " " in a else a for a in args)
     text = re.sub(r"\[([^\[\]]*)\]", lambda m: m.group(1).split(" | ")[0], text)
-    words = [w for w in text.split() if w not in ("...", "'...'")]
+    words = [w for w in shlex.split(text) if w != "..."]  # quoted values keep their spaces
     return [w.split("|")[0] if "|" in w and not w.startswith("|") else w for w in words]
