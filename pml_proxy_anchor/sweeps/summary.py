@@ -704,8 +704,8 @@ def summarize(sweep_dir: str | Path) -> Summary:
     finished = [job for job in jobs if job.finished]
     params = choose_parameters(finished, listed)
     budget = check_budget(jobs, params)
-    if meta and meta.get("budget"):
-        budget = {**meta["budget"], **budget}
+    if meta and meta.get("budget"):  # its other entries (a note); the configs' values win
+        budget.update({k: v for k, v in meta["budget"].items() if k not in budget})
     shown, categorical = _row_params(params, finished)
 
     groups: dict[tuple[str, ...], list[Job]] = {}
