@@ -1,0 +1,1 @@
+"""Sweeps: many trainings from one command (Hydra) and their report."""
