@@ -119,10 +119,6 @@ def _is_path_key(key: str) -> bool:
     return key.rsplit(".", 1)[-1].endswith("root")
 
 
-def _is_spec_path(key: str) -> bool:
-    return key in SPEC_PATHS
-
-
 def flatten(config: Mapping[str, Any], keep: Iterable[str] = (), prefix: str = "") -> dict:
     """``{dotted key: value}`` of a nested mapping; lists and the keys in ``keep`` stay whole."""
     keep = frozenset(keep)
@@ -187,10 +183,8 @@ class Job:
     def value(self, key: str) -> Any:
         """The value of a parameter: the config's key, else the job's entry in ``sweep.json``
         (a config group such as ``method``), else a marker for absent."""
-        try:
-            return lookup(self.config or {}, key)
-        except KeyError:
-            return self.sweep_params.get(key, _ABSENT)
+        value = _value(self.config or {}, key)
+        return self.sweep_params.get(key, _ABSENT) if value == _ABSENT else value
 
     @property
     def finished(self) -> bool:
