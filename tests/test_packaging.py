@@ -61,7 +61,19 @@ DISTRIBUTIONS = {
     "scipy": "scipy",
     "yaml": "pyyaml",
     "sklearn": "scikit-learn",
+    "hydra": "hydra-core",
 }
+# The sweep layer: experiments, the method group, chosen learning rates, launcher configs.
+SWEEP_FILES = (
+    "sweeps/omniglot/alpha_delta.yaml",
+    "sweeps/omniglot/compare.yaml",
+    "sweeps/omniglot/chosen_lr.json",
+    "sweeps/cub200/compare_lr.yaml",
+    "sweeps/method/proxy_anchor.yaml",
+    "hydra/launcher/basic.yaml",
+    "hydra/launcher/joblib.yaml",
+    "hydra/launcher/submitit_slurm.yaml",
+)
 
 
 def _declared() -> set[str]:
@@ -145,11 +157,16 @@ def test_wheel_carries_configs_license_and_assets(tmp_path: Path) -> None:
         ).decode()
     for name in [*BUILTIN, "base"]:
         assert f"pml_proxy_anchor/configs/{name}.yaml" in files, name
+    for name in SWEEP_FILES:
+        assert f"pml_proxy_anchor/configs/{name}" in files, name
+    assert "pml_proxy_anchor/sweeps/launch.py" in files
     for asset in ("omniglot_small.npz", "omniglot_small.json", "OMNIGLOT_LICENSE"):
         assert f"pml_proxy_anchor/data/assets/{asset}" in files, asset
     assert "pml_proxy_anchor/py.typed" in files
     assert "MIT License" in license_text and "pml-proxy-anchor developers" in license_text
     requires = metadata.get_all("Requires-Dist")
+    for launcher in ("hydra-core", "hydra-joblib-launcher", "hydra-submitit-launcher"):
+        assert any(r.startswith(launcher) for r in requires), launcher
     assert any(r.startswith("pytorch-metric-learning") and "<3" in r for r in requires)
     assert {"pyyaml", "scikit-learn"} <= {r.split(">")[0].split("<")[0] for r in requires}
     assert metadata["License-Expression"] == "MIT"
