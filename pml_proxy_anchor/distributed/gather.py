@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
+from pml_proxy_anchor.errors import ConfigMismatchError
+
 from .errors import RankFailureError
 
 T = TypeVar("T")
@@ -162,10 +164,24 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
 
 
 def gather_indices_tuple(
-    indices_tuple: tuple[torch.Tensor, ...] | None, local_rows: int
+    indices_tuple: tuple[torch.Tensor, ...] | None,
+    local_rows: int,
+    device: torch.device | None = None,
 ) -> tuple[torch.Tensor, ...] | None:
     """Pair/triplet indices mined on each rank's local batch, re-indexed into the gathered batch
-    (rank r's indices shifted by the rows of ranks < r) and concatenated over ranks."""
+    (rank r's indices shifted by the rows of ranks < r) and concatenated over ranks.
+
+    The local tuple is checked first (arity, lengths, integer dtype, indices in
+    ``[0, local_rows)``; :func:`pml_proxy_anchor.losses.validation.validate_indices_tuple`):
+    after the shift a bad local index could land inside another rank's rows unnoticed.
+    """
+    from pml_proxy_anchor.losses.validation import validate_indices_tuple
+
+    if indices_tuple is not None:
+        if device is None:
+            first = next(iter(indices_tuple), None)
+            device = first.device if torch.is_tensor(first) else torch.device("cpu")
+        indices_tuple = validate_indices_tuple(indices_tuple, local_rows, device)
     if not is_distributed() or get_world_size() == 1:
         return indices_tuple
     present = torch.tensor([0 if indices_tuple is None else len(indices_tuple)])
@@ -174,7 +190,7 @@ def gather_indices_tuple(
     if kinds == {0}:
         return None
     if len(kinds) != 1:
-        raise ValueError(
+        raise ConfigMismatchError(
             f"ranks passed different kinds of indices_tuple (lengths {arities.tolist()}; 0 = "
             "None): every rank must run the same miner. Fix: build the same miner on every rank."
         )

@@ -84,7 +84,7 @@ class GlobalBatchLoss(nn.Module):
         scale = 1.0 if self.ddp_average else 1.0 / world
         all_embeddings = all_gather_with_grad(embeddings, grad_scale=scale)
         all_labels = all_gather_no_grad(labels.to(embeddings.device))
-        all_tuples = gather_indices_tuple(indices_tuple, embeddings.shape[0])
+        all_tuples = gather_indices_tuple(indices_tuple, embeddings.shape[0], embeddings.device)
         return self.loss(all_embeddings, all_labels, all_tuples)
 
     # ---- checkpoints: the wrapped loss's own format ----

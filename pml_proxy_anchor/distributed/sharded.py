@@ -44,7 +44,11 @@ from pml_proxy_anchor.losses.fused import (
     compute_dtype,
     fused_proxy_anchor_sums,
 )
-from pml_proxy_anchor.losses.validation import validate_hyperparameters, validate_inputs
+from pml_proxy_anchor.losses.validation import (
+    check_flag,
+    validate_hyperparameters,
+    validate_inputs,
+)
 
 from .gather import (
     all_gather_no_grad,
@@ -104,7 +108,17 @@ class ShardedProxyAnchorLoss(nn.Module):
         validate: bool = True,
     ) -> None:
         super().__init__()
-        validate_hyperparameters(num_classes, embedding_size, alpha)
+        validate_hyperparameters(
+            num_classes,
+            embedding_size,
+            alpha,
+            margin=margin,
+            chunk_size=chunk_size,
+            chunk_bytes=chunk_bytes,
+        )
+        check_flag("normalize", normalize)
+        check_flag("ddp_average", ddp_average)
+        check_flag("validate", validate)
         self.num_classes = int(num_classes)
         self.embedding_size = int(embedding_size)
         self.margin = float(margin)
@@ -194,7 +208,7 @@ class ShardedProxyAnchorLoss(nn.Module):
         scale = float(world) if self.ddp_average else 1.0
         x = all_gather_with_grad(embeddings, grad_scale=scale)  # (B, D)
         y = all_gather_no_grad(labels.to(embeddings.device).long())  # (B,)
-        tuples = gather_indices_tuple(indices_tuple, embeddings.shape[0])
+        tuples = gather_indices_tuple(indices_tuple, embeddings.shape[0], embeddings.device)
         dtype = compute_dtype(x, self.proxies)
         weights = lmu.convert_to_weights(tuples, y, dtype=torch.float32)
         kept = weights > 0
