@@ -428,20 +428,6 @@ class TrainingRun:
         self.logging = build_logging(cfg, self.run_dir, self.parts) if self.is_main else None
         self.trainer = self._make_trainer()
 
-    # Kept for callers written before the components were built in __init__.
-    loss = property(lambda self: self.parts.loss)
-    optimizers = property(lambda self: self.parts.optimizers)
-    models = property(lambda self: self.parts.models)
-    device = property(lambda self: self.parts.device)
-
-    def build_components(self) -> Components:
-        """The components (built in ``__init__``); kept for older callers."""
-        return self.parts
-
-    def build_trainer(self) -> ProxyAnchorTrainer:
-        """The trainer (built in ``__init__``); kept for older callers."""
-        return self.trainer
-
     def _make_trainer(self) -> ProxyAnchorTrainer:
         cfg, parts = self.cfg, self.parts
         clippers = gradient_clippers(

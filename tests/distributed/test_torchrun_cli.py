@@ -128,12 +128,11 @@ def test_resume_on_one_process_loads_the_proxies_and_continues(
     saved = _last(resumed)
     # One process rebuilds the (plain, unsharded) loss and loads the gathered matrix unchanged.
     training = TrainingRun(load_config(fixture_overrides(data, resumed)), resumed)
-    training.build_components()
     assert training.restore(saved) == 3
     assert torch.equal(
-        training.loss.proxies.detach(), saved["loss_funcs"]["metric_loss"]["proxies"]
+        training.parts.loss.proxies.detach(), saved["loss_funcs"]["metric_loss"]["proxies"]
     )
-    (state,) = training.optimizers["metric_loss_optimizer"].state.values()
+    (state,) = training.parts.optimizers["metric_loss_optimizer"].state.values()
     for key, value in _proxy_moments(saved).items():
         assert torch.equal(state[key], value)
     # The command line, one process, one more epoch.
