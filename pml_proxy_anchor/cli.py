@@ -9,6 +9,7 @@ Subcommands::
     report RUN_DIR
     data check NAME ROOT [--decode]
     recall ...               (pml_proxy_anchor.evaluation.standalone)
+    sweep-report SWEEP_DIR [--out DIR]   (pml_proxy_anchor.sweeps.report)
 
 Each calls one library function (``training.run``, ``training.evaluate``, ``inference.embed``,
 ``data.check_dataset``, ...). Errors a user can fix (:class:`pml_proxy_anchor.errors.UserError`)
@@ -168,6 +169,12 @@ def _parser() -> argparse.ArgumentParser:
         "recall", help="Recall@K from saved embeddings and labels", add_help=False
     )
     recall.add_argument("args", nargs=argparse.REMAINDER)
+    sweep_report = sub.add_parser(
+        "sweep-report",
+        help="tables, plots and summary.json of a sweep directory",
+        add_help=False,
+    )
+    sweep_report.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -276,6 +283,13 @@ def _recall(args: argparse.Namespace) -> int:
     return int(standalone.main(list(args.args)) or 0)
 
 
+def _sweep_report(args: argparse.Namespace) -> int:
+    from pml_proxy_anchor.sweeps import report
+
+    return int(report.main(list(args.args)) or 0)
+
+
+FORWARDED = ("recall", "sweep-report")  # parse their own arguments (and --help)
 COMMANDS = {
     "train": _train,
     "configs": _configs,
@@ -284,6 +298,7 @@ COMMANDS = {
     "report": _report,
     "data": _data_check,
     "recall": _recall,
+    "sweep-report": _sweep_report,
 }
 
 
@@ -313,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if args.command == "recall":
+    if args.command in FORWARDED:
         args.args = [*args.args, *extra]
     elif args.command == "train" and all("=" in e and not e.startswith("-") for e in extra):
         args.overrides = [*args.overrides, *extra]  # overrides after an option

@@ -231,3 +231,22 @@ def test_embed_refuses_a_bad_output_name(
     assert ".npy" in capsys.readouterr().err
     assert main(["embed", str(cli_run["run"]), *paths, "--out", str(tmp_path)]) == 2
     assert "directory" in capsys.readouterr().err
+
+
+def test_sweep_report_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.sweeps.fixtures_report import write_job
+
+    sweep = tmp_path / "sweep"
+    for lr, r1 in ((1e-3, 0.5), (1e-2, 0.7)):
+        for seed in (1, 2):
+            write_job(
+                sweep / f"lr{lr}_seed{seed}",
+                [r1 - 0.1, r1],
+                **{"optimizer.lr": lr, "train.seed": seed},
+            )
+    assert main(["sweep-report", str(sweep), "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    r1 = {row["params"]["optimizer.lr"]: row["recall_at_1"] for row in summary["rows"]}
+    assert r1 == {1e-3: {"mean": 0.5, "std": 0.0}, 1e-2: {"mean": 0.7, "std": 0.0}}
+    assert "summary.md" in capsys.readouterr().out
+    assert main(["sweep-report", str(tmp_path / "nowhere")]) == 2
