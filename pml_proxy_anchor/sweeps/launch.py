@@ -263,7 +263,8 @@ def plan_sweep(
     )
 
     # 2. The jobs, as Hydra's BasicSweeper expands them.
-    params = OmegaConf.to_container(probe.hydra.sweeper.params or {}, resolve=False)
+    params_node = OmegaConf.select(probe, "hydra.sweeper.params")
+    params = OmegaConf.to_container(params_node, resolve=False) if params_node else {}
     assert isinstance(params, dict)
     param_texts = [f"{key}={value}" for key, value in params.items()]
     job_task = [o.input_line for o in parsed_task if not is_experiment_key(o.key_or_group)]
