@@ -245,14 +245,8 @@ def check_device(device: Any, what: str = "device") -> torch.device | None:
             f"{what} must be a device name such as 'cpu', 'cuda' or 'cuda:0', got {device!r}"
         )
     from pml_proxy_anchor.training.device import resolve_device
-    from pml_proxy_anchor.training.errors import DeviceNotAvailableError
 
-    try:
-        return resolve_device(spec)
-    except DeviceNotAvailableError as err:
-        assign = f"{what} " if what.startswith("--") else f"{what}="
-        message = str(err).replace("train.device=", assign).replace("train.device", what)
-        raise DeviceNotAvailableError(message) from None
+    return resolve_device(spec, what)
 
 
 def check_k_fits_gallery(k_values: Sequence[int], gallery_size: int, self_retrieval: bool) -> None:

@@ -69,7 +69,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Recall@K of a run's checkpoint; writes ``evaluation`` into the run's results files."""
     cfg = None
-    torch_device = resolve_device(device if device is not None else "auto")
+    torch_device = resolve_device(device if device is not None else "auto", what="device")
     cfg, models, state = load_trained_models(path, which, torch_device)
     if batch_size is not None:
         cfg = OmegaConf.merge(cfg, {"eval": {"batch_size": int(batch_size)}})

@@ -85,8 +85,12 @@ def test_device_auto_and_cpu() -> None:
 def test_cuda_without_cuda_is_a_clear_error() -> None:
     with pytest.raises(DeviceNotAvailableError, match=r"no usable CUDA.*train\.device=cpu"):
         resolve_device("cuda")
+    with pytest.raises(DeviceNotAvailableError, match=r"^--device 'cuda' asks.*--device cpu"):
+        resolve_device("cuda", what="--device")
 
 
 def test_unknown_device_name_is_refused() -> None:
     with pytest.raises(DeviceNotAvailableError, match="not a device name"):
         resolve_device("tpu0")
+    with pytest.raises(DeviceNotAvailableError, match=r"^device='tpu0' is not a device name"):
+        resolve_device("tpu0", what="device")
