@@ -9,6 +9,7 @@ Subcommands::
     report RUN_DIR
     data check NAME ROOT [--decode]
     recall ...               (pml_proxy_anchor.evaluation.standalone)
+    sweep EXPERIMENT [key=a,b ...]       (pml_proxy_anchor.sweeps.launch; Hydra multirun)
     sweep-report SWEEP_DIR [--out DIR]   (pml_proxy_anchor.sweeps.report)
 
 Each calls one library function (``training.run``, ``training.evaluate``, ``inference.embed``,
@@ -169,6 +170,10 @@ def _parser() -> argparse.ArgumentParser:
         "recall", help="Recall@K from saved embeddings and labels", add_help=False
     )
     recall.add_argument("args", nargs=argparse.REMAINDER)
+    sweep = sub.add_parser(
+        "sweep", help="run a sweep (many trainings) on Hydra's launchers", add_help=False
+    )
+    sweep.add_argument("args", nargs=argparse.REMAINDER)
     sweep_report = sub.add_parser(
         "sweep-report",
         help="tables, plots and summary.json of a sweep directory",
@@ -283,13 +288,19 @@ def _recall(args: argparse.Namespace) -> int:
     return int(standalone.main(list(args.args)) or 0)
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from pml_proxy_anchor.sweeps import launch
+
+    return int(launch.main(list(args.args)) or 0)
+
+
 def _sweep_report(args: argparse.Namespace) -> int:
     from pml_proxy_anchor.sweeps import report
 
     return int(report.main(list(args.args)) or 0)
 
 
-FORWARDED = ("recall", "sweep-report")  # parse their own arguments (and --help)
+FORWARDED = ("recall", "sweep", "sweep-report")  # parse their own arguments (and --help)
 COMMANDS = {
     "train": _train,
     "configs": _configs,
@@ -298,6 +309,7 @@ COMMANDS = {
     "report": _report,
     "data": _data_check,
     "recall": _recall,
+    "sweep": _sweep,
     "sweep-report": _sweep_report,
 }
 
