@@ -194,15 +194,16 @@ def resolve_config_path(path: str | Path) -> Path:
     found = _existing_yaml(path)
     if found is not None:
         return found
+    # A folder of the same name (e.g. a sweep directory "omniglot/") never hides a built-in.
+    if len(path.parts) == 1 or (len(path.parts) == 2 and path.parts[0] == "configs"):
+        stem = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name
+        if (builtin_config_dir() / f"{stem}.yaml").is_file():
+            return builtin_config_dir() / f"{stem}.yaml"
     if path.is_dir():
         raise ConfigFileNotFoundError(
             f"config path {path} is a directory; expected a YAML file such as "
             f"{path / 'omniglot.yaml'} or a built-in config name ({', '.join(builtin_configs())})."
         )
-    if len(path.parts) == 1 or (len(path.parts) == 2 and path.parts[0] == "configs"):
-        stem = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name
-        if (builtin_config_dir() / f"{stem}.yaml").is_file():
-            return builtin_config_dir() / f"{stem}.yaml"
     here = path.parent if path.parent.is_dir() else Path(".")
     nearby = sorted(p.name for p in here.glob("*.yaml"))
     close = difflib.get_close_matches(path.stem, builtin_configs(), n=3, cutoff=0.5)

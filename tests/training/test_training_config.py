@@ -202,6 +202,21 @@ def test_a_config_is_a_path_a_name_or_a_mapping() -> None:
         load_config(CONFIGS)
 
 
+def test_a_folder_named_like_a_builtin_config_does_not_hide_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep directory ``omniglot/`` in the working directory is not the config ``omniglot``."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "omniglot" / "alpha_delta").mkdir(parents=True)
+    assert load_config("omniglot").data.name == "omniglot"
+    assert load_config("omniglot").train.epochs == 12  # the built-in
+    (tmp_path / "omniglot.yaml").write_text(
+        "defaults: [base]\ndata: {name: omniglot}\nmodel: {backbone: small_cnn}\n"
+        "train: {epochs: 3}\n"
+    )
+    assert load_config("omniglot").train.epochs == 3  # a file of that name does win
+
+
 def test_every_key_of_the_data_set_can_be_set_without_plus() -> None:
     cfg = load_config(CONFIGS / "cub200_bninception.yaml", ["data.skip_corrupt=true"])
     assert cfg.data.skip_corrupt is True
