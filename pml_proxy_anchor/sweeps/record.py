@@ -136,7 +136,8 @@ class SweepRecord:
 
 
 def read_sweep(sweep_dir: str | Path) -> dict[str, Any]:
-    """The content of ``SWEEP_DIR/sweep.json`` (a :class:`FileNotFoundError` naming it if none)."""
+    """The content of ``SWEEP_DIR/sweep.json`` (a :class:`~.errors.SweepConfigError` naming it
+    when it is missing or damaged)."""
     from pml_proxy_anchor.sweeps.errors import SweepConfigError
 
     path = Path(sweep_dir) / SWEEP_JSON
