@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from snippets import PLACEHOLDERS, REPO, Block, all_blocks, blocks, commands, fill_synopsis
+from snippets import DOCS, PLACEHOLDERS, REPO, Block, all_blocks, blocks, commands, fill_synopsis
 
 from pml_proxy_anchor import cli
 from pml_proxy_anchor.evaluation import standalone
@@ -32,7 +32,7 @@ from pml_proxy_anchor.evaluation import standalone
 TINY = ["train.epochs=1", "+data.max_classes=4", "data.class_rotations=1", "train.batch_size=32"]
 #: text of a python block -> what the test runs instead (the same call, a tiny budget)
 SHRINK = {'"train.epochs=2", "+data.max_classes=20"': ", ".join(f'"{o}"' for o in TINY)}
-LANGS = ("python", "bash", "text")
+LANGS = ("python", "bash", "text", "yaml")
 #: programs a bash block may name without the test checking their arguments
 UNCHECKED = ("pip", "tensorboard")
 #: CLI subcommands the test runs: name -> whether this command line is cheap enough here
@@ -139,6 +139,9 @@ def _check_cli(args: list[str], where: str, work: Path) -> None:
 
     elided = "..." in args  # "train CONFIG ... --resume": the elided part is not checked
     args = fill_synopsis(args)
+    if args and args[0] == "sweep":
+        _check_sweep(args, where)
+        return
     if any(a in HELP for a in args):
         with pytest.raises(SystemExit) as exc:
             cli.main(args)
@@ -151,6 +154,28 @@ def _check_cli(args: list[str], where: str, work: Path) -> None:
             resolve_pretrained(BACKBONES[cfg.model.backbone], cfg.model.pretrained)
     if parsed.command in CHEAP and CHEAP[parsed.command](args, work):
         assert cli.main(args) == 0, f"{where}: `pml-proxy-anchor {' '.join(args)}` failed"
+
+
+def _check_sweep(args: list[str], where: str) -> None:
+    """A sweep command parses; a listing or a dry run (every job's config loaded) is run."""
+    from pml_proxy_anchor.sweeps.launch import _parser as sweep_parser
+
+    try:
+        sweep_parser().parse_intermixed_args(args[1:])
+    except SystemExit as exc:
+        pytest.fail(f"{where}: `pml-proxy-anchor {' '.join(args)}` does not parse ({exc.code})")
+    if "--list" in args or "--dry-run" in args:
+        assert cli.main(args) == 0, f"{where}: `pml-proxy-anchor {' '.join(args)}` failed"
+
+
+YAML = [b for doc in DOCS for b in blocks(doc) if b.lang == "yaml"]
+
+
+@pytest.mark.parametrize("block", YAML, ids=[b.id for b in YAML])
+def test_yaml_block_parses(block: Block) -> None:
+    import yaml
+
+    assert isinstance(yaml.safe_load(block.code), dict), f"{block.id}: not a YAML mapping"
 
 
 def _check_module(module: str, rest: list[str], where: str, work: Path) -> None:
