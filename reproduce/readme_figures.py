@@ -214,6 +214,65 @@ def collect(run_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     return summary
 
 
+# ---------------------------------------------------------------- benchmarks
+BENCH_DIR = REPO / "reproduce/results/benchmarks"
+BENCHMARKS = ("loss_speed", "eval_speed", "distributed_scaling", "trainer_overhead")
+
+
+def _bench_threads(name: str, result: Mapping[str, Any]) -> str:
+    """How many threads the benchmark used, in words (each script records it differently)."""
+    if name == "loss_speed":
+        return f"{result['threads']} torch threads"
+    if name == "eval_speed":
+        n = result["meta"]["threads"]
+        return f"{n} torch + faiss thread(s) per contender" if n else "library default threads"
+    if name == "distributed_scaling":
+        return f"{result['meta']['threads_per_process']} torch thread(s) per process"
+    return f"{result['threads']} torch threads"
+
+
+def bench(name: str, script_args: Sequence[str], out_dir: Path = BENCH_DIR) -> dict[str, Any]:
+    """Run ``reproduce/benchmarks/NAME.py SCRIPT_ARGS`` and write ``OUT_DIR/NAME.json``: the
+    script's own JSON under ``result``, with the command and a ``machine`` record (CPU, cores,
+    threads, torch, date, load average when it started: the machine may be shared)."""
+    if name not in BENCHMARKS:
+        raise FiguresError(f"unknown benchmark {name!r}; expected one of {', '.join(BENCHMARKS)}")
+    if any(a == "--out" or a.startswith("--out=") for a in script_args):
+        raise FiguresError("do not pass --out: the result goes to " + str(out_dir / f"{name}.json"))
+    out = out_dir / f"{name}.json"
+    raw = out_dir / f".{name}.raw.json"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    script = f"reproduce/benchmarks/{name}.py"
+    load = [round(v, 2) for v in os.getloadavg()]
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    start = time.perf_counter()
+    command = [sys.executable, script, *script_args, "--out", str(raw)]
+    completed = subprocess.run(command, cwd=REPO)
+    wall = time.perf_counter() - start
+    if not raw.is_file():
+        raise FiguresError(f"{script} exited with {completed.returncode} and wrote no JSON")
+    result = json.loads(raw.read_text())
+    raw.unlink()
+    record = {
+        "benchmark": name,
+        "command": " ".join(["python", script, *script_args]),
+        "generated_by": "reproduce/readme_figures.py bench",
+        "exit_code": completed.returncode,
+        "machine": {
+            "cpu": cpu_model(),
+            "cores": os.cpu_count(),
+            "threads": _bench_threads(name, result),
+            "torch": versions()["torch"],
+            "date": started,
+            "load_average_at_start": load,
+            "wall_seconds": round(wall, 1),
+        },
+        "result": result,
+    }
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
 # ---------------------------------------------------------------- render
 def _minutes(seconds: float) -> str:
     minutes, rest = divmod(round(seconds), 60)
@@ -273,14 +332,229 @@ def render_block(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_readme(readme_text: str, summary: Mapping[str, Any]) -> str:
-    """``readme_text`` with the block between the markers replaced."""
-    start, end = readme_text.find(START), readme_text.find(END)
-    if start < 0 or end < 0 or end < start or readme_text.count(START) != 1:
+def markers(block: str) -> tuple[str, str]:
+    """The start and end markers of the README block ``block``."""
+    return f"<!-- figures:{block}:start -->", f"<!-- figures:{block}:end -->"
+
+
+def replace_block(readme_text: str, block: str, rendered: str) -> str:
+    """``readme_text`` with the block ``block`` (markers included) replaced by ``rendered``."""
+    start_marker, end_marker = markers(block)
+    start, end = readme_text.find(start_marker), readme_text.find(end_marker)
+    if start < 0 or end < 0 or end < start or readme_text.count(start_marker) != 1:
         raise FiguresError(
-            f"README: expected one {START} ... {END} pair; add the two markers where the figures go"
+            f"README: expected one {start_marker} ... {end_marker} pair; add the two markers "
+            "where the figures go"
         )
-    return readme_text[:start] + render_block(summary) + readme_text[end + len(END) :]
+    return readme_text[:start] + rendered + readme_text[end + len(end_marker) :]
+
+
+def render_readme(readme_text: str, summary: Mapping[str, Any]) -> str:
+    """``readme_text`` with the Omniglot block between its markers replaced."""
+    return replace_block(readme_text, BLOCK, render_block(summary))
+
+
+# ---------------------------------------------------------------- benchmark blocks
+BENCH_BLOCKS = {  # README block -> the benchmark whose results file it is rendered from
+    "loss-speed": "loss_speed",
+}
+NOISY = 2.0  # slowest / fastest timed call above which a shape's times are flagged as noise
+LOSS_CONTENDERS = {"ours": "ours", "pml": "PML's built-in", "naive": "the dense exp form"}
+
+
+def load_bench(name: str, bench_dir: Path = BENCH_DIR) -> dict[str, Any]:
+    """The committed record of benchmark ``name`` (written by ``bench``)."""
+    path = bench_dir / f"{name}.json"
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FiguresError(
+            f"{path} not found; make it with `readme_figures.py bench {name} [its flags]`"
+        ) from None
+    except ValueError as err:
+        raise FiguresError(f"{path}: not valid JSON ({err})") from None
+    missing = sorted({"benchmark", "command", "machine", "result"} - set(record))
+    if missing or record["benchmark"] != name:
+        raise FiguresError(
+            f"{path}: not a record of {name} (missing {missing or 'nothing'}, benchmark "
+            f"{record.get('benchmark')!r}); make it with `readme_figures.py bench {name}`"
+        )
+    return record
+
+
+def bench_script(name: str) -> Any:
+    """``reproduce/benchmarks/NAME.py`` as a module: its ``format_table`` renders the tables, so
+    the README's table is the one the script prints."""
+    import importlib.util
+
+    key = f"_benchmark_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            key, REPO / "reproduce/benchmarks" / f"{name}.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+def _bench_head(block: str, record: Mapping[str, Any]) -> list[str]:
+    m = record["machine"]
+    return [
+        markers(block)[0],
+        "<!-- generated by `python reproduce/readme_figures.py render` from "
+        f"reproduce/results/benchmarks/{record['benchmark']}.json: regenerate, do not edit -->",
+        "",
+        f"`{record['command']}`, run {m['date']} on {m['cpu']} ({m['cores']} cores), "
+        f"{m['threads']}, torch {m['torch']}, load average {m['load_average_at_start'][0]:.2f} "
+        "at its start: a machine shared with other jobs, so read the ratios within this run, "
+        "not the absolute times.",
+        "",
+    ]
+
+
+def _mb(mb: float) -> str:
+    if mb < 10:
+        return f"{mb:.1f} MB"
+    return f"{mb:,.0f} MB" if mb < 1024 else f"{mb / 1024:.2f} GB"
+
+
+def _seconds(t: float) -> str:
+    return f"{t * 1e3:.1f} ms" if t < 1 else f"{t:.2f} s"
+
+
+def _faster(ratio: float, than: str) -> str:
+    """``ratio`` = their time / ours, in words."""
+    if ratio >= 1:
+        return f"{ratio:.2f}x faster than {than}"
+    return f"{1 / ratio:.2f}x slower than {than}"
+
+
+def _loss_bullets(result: Mapping[str, Any]) -> list[str]:
+    by = {(r["shape_name"], r["contender"]): r for r in result["results"]}
+    lines = []
+    for shape in dict.fromkeys(r["shape_name"] for r in result["results"]):
+        ours, pml, gemm = (by.get((shape, c), {}) for c in ("ours", "pml", "gemm"))
+        if "median_s" not in ours:
+            continue
+        b, c, d = ours["shape"]
+        parts = []
+        if "median_s" in gemm:
+            parts.append(f"{ours['median_s'] / gemm['median_s']:.2f}x the GEMM bound's time")
+        if "median_s" in pml:
+            parts.append(_faster(pml["median_s"] / ours["median_s"], "PML's built-in"))
+        if ours.get("peak_extra_mb") is not None:
+            mem = ours["peak_extra_mb"]
+            gradient = _mb(c * d * 4 / 2**20)
+            text = f"{_mb(mem)} of extra memory (the C x D proxy gradient alone: {gradient})"
+            if pml.get("peak_extra_mb"):
+                text += f", {mem / pml['peak_extra_mb']:.2f} of PML's {_mb(pml['peak_extra_mb'])}"
+            parts.append(text)
+        line = f"- **{shape}** (B = {b:,}, C = {c:,}, D = {d}): ours " + "; ".join(parts) + "."
+        fast, slow = min(ours["times_s"]), max(ours["times_s"])
+        if slow > NOISY * fast:
+            line += (
+                f" The {len(ours['times_s'])} timed calls of ours ranged from {_seconds(fast)} to "
+                f"{_seconds(slow)}: at this shape the machine's load, not the loss, sets the "
+                "times, so these ratios say little."
+            )
+        estimates = [
+            f"{LOSS_CONTENDERS[n]} (~{by[(shape, n)]['estimated_peak_extra_mb'] / 1024:.1f} GB)"
+            for n in ("pml", "naive")
+            if by.get((shape, n), {}).get("skipped")
+            and by[(shape, n)].get("estimated_peak_extra_mb")
+        ]
+        if estimates:
+            line += (
+                " Not run, by their memory extrapolated linearly in C from the previous shape: "
+                + " and ".join(estimates)
+                + "."
+            )
+        lines.append(line)
+    return lines
+
+
+def _render_loss_speed(record: Mapping[str, Any]) -> list[str]:
+    result = record["result"]
+    return [bench_script("loss_speed").format_table(result), "", *_loss_bullets(result)]
+
+
+def _render_eval_speed(record: Mapping[str, Any]) -> list[str]:
+    result = record["result"]
+    lines = [bench_script("eval_speed").format_table(result["settings"], result["meta"]["device"])]
+    lines.append("")
+    for setting in result["settings"]:
+        rows = {r["contender"]: r for r in setting["rows"]}
+        check = setting["ours_vs_dense"]
+        ks = setting["k_values"]
+        recalls = " / ".join(f"{100 * rows['ours']['metrics'][f'recall_at_{k}']:.2f}" for k in ks)
+        if check["identical"]:
+            agree = "equal to the dense reference for every query and every K"
+        else:
+            agree = (
+                f"{check['differing_queries']} queries differ from the dense reference; "
+                f"float64 agrees with ours on {check.get('ours_agrees_with_float64')} and "
+                f"with dense on {check.get('dense_agrees_with_float64')} of them"
+            )
+        timing = ", ".join(
+            _faster(rows[n]["seconds"] / rows["ours"]["seconds"], n)
+            for n in ("faiss", "dense", "pml")
+            if "seconds" in rows.get(n, {}) and "seconds" in rows["ours"]
+        )
+        lines.append(
+            f"- **{setting['setting']}**: ours R@{'/'.join(map(str, ks))} = {recalls}, "
+            f"{agree}; {timing}."
+        )
+    return lines
+
+
+def _render_distributed_scaling(record: Mapping[str, Any]) -> list[str]:
+    rows = record["result"]["rows"]
+    lines = [bench_script("distributed_scaling").format_table(rows), ""]
+    for row in rows:
+        if row["procs"] == 1 or "time_vs_1proc" not in row:
+            continue
+        lines.append(
+            f"- C = {row['classes']:,}, {row['mode']} proxies, N = {row['procs']}: "
+            f"{row['mem_vs_1proc']:.2f}x the per-rank peak memory of N = 1 "
+            f"({row['peak_mib_per_rank']:,.0f} MiB, of which {row['base_mib_per_rank']:,.0f} "
+            f"MiB runtime) and {row['time_vs_1proc']:.2f}x its step time."
+        )
+    return lines
+
+
+def _render_trainer_overhead(record: Mapping[str, Any]) -> list[str]:
+    r = record["result"]
+    med = r["median_s"]
+    return [
+        f"One training epoch ({r['iterations_per_epoch']} iterations of batch "
+        f"{r['batch_size']}) took {med['stack']:.2f} s through our stack against "
+        f"{med['bare']:.2f} s in a bare PyTorch loop with the same model, data, loss and "
+        f"optimizers: {100 * r['overhead']:+.1f}% (median of {r['repeats']} alternated repeats; "
+        "end-of-epoch evaluation and checkpoints not included)."
+    ]
+
+
+BENCH_RENDERERS = {
+    "loss_speed": _render_loss_speed,
+    "eval_speed": _render_eval_speed,
+    "distributed_scaling": _render_distributed_scaling,
+    "trainer_overhead": _render_trainer_overhead,
+}
+
+
+def render_bench_block(block: str, record: Mapping[str, Any]) -> str:
+    """The README block ``block`` (markers included) for a benchmark record."""
+    body = BENCH_RENDERERS[record["benchmark"]](record)
+    return "\n".join([*_bench_head(block, record), *body, markers(block)[1]])
+
+
+def render_all(readme_text: str, summary: Mapping[str, Any], bench_dir: Path = BENCH_DIR) -> str:
+    """``readme_text`` with every generated block rewritten from its committed file."""
+    text = render_readme(readme_text, summary)
+    for block, name in BENCH_BLOCKS.items():
+        text = replace_block(text, block, render_bench_block(block, load_bench(name, bench_dir)))
+    return text
 
 
 def load_summary(path: Path = SUMMARY) -> dict[str, Any]:
@@ -305,9 +579,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_col = sub.add_parser("collect", help="gather run directories into the summary file")
     p_col.add_argument("run_dirs", type=Path, nargs="+")
     p_col.add_argument("--out", type=Path, default=SUMMARY)
+    p_bench = sub.add_parser(
+        "bench", help="run a benchmark; write reproduce/results/benchmarks/NAME.json"
+    )
+    p_bench.add_argument("name", choices=BENCHMARKS)
+    p_bench.add_argument("script_args", nargs=argparse.REMAINDER, help="the script's flags")
     p_ren = sub.add_parser("render", help="rewrite the README block from the summary file")
     p_ren.add_argument("--summary", type=Path, default=SUMMARY)
     p_ren.add_argument("--readme", type=Path, default=README)
+    p_ren.add_argument("--bench-dir", type=Path, default=BENCH_DIR)
     p_ren.add_argument("--check", action="store_true", help="exit 1 if the README differs")
     return parser
 
@@ -319,24 +599,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             run(args.seeds, args.threads, args.out)
         elif args.command == "describe":
             print(json.dumps(describe(args.run_dir, args.threads, args.wall_seconds)))
+        elif args.command == "bench":
+            script_args = [a for a in args.script_args if a != "--"]
+            record = bench(args.name, script_args)
+            print(f"wrote {BENCH_DIR / (args.name + '.json')} (exit code {record['exit_code']})")
         elif args.command == "collect":
             summary = collect(args.run_dirs, args.out)
             print(f"wrote {args.out} ({len(summary['runs'])} runs)")
         else:
             text = args.readme.read_text()
-            new = render_readme(text, load_summary(args.summary))
+            new = render_all(text, load_summary(args.summary), args.bench_dir)
             if args.check:
                 if new != text:
                     print(
-                        f"{args.readme}: the figures block differs from {args.summary}; run "
+                        f"{args.readme}: a figures block differs from its results file "
+                        f"({args.summary} or {args.bench_dir}/*.json); run "
                         "`python reproduce/readme_figures.py render`",
                         file=sys.stderr,
                     )
                     return 1
-                print(f"{args.readme}: figures match {args.summary}")
+                print(f"{args.readme}: figures match {args.summary} and {args.bench_dir}")
             elif new != text:
                 args.readme.write_text(new)
-                print(f"rewrote the figures block of {args.readme}")
+                print(f"rewrote the figures blocks of {args.readme}")
     except FiguresError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

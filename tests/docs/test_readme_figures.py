@@ -108,19 +108,226 @@ def test_collect_reads_a_run_and_names_what_is_missing(tmp_path: Path) -> None:
         figures.read_run(tmp_path / "running")
 
 
-def test_render_check_fails_when_the_readme_differs(tmp_path: Path, capsys) -> None:
+# ---------------------------------------------------------------- benchmark blocks
+def _machine() -> dict[str, Any]:
+    return {"cpu": "CPU X", "cores": 2, "threads": "2 torch threads", "torch": "2.0",
+            "date": "2026-01-01 10:00 UTC", "load_average_at_start": [3.5, 2.0, 1.0],
+            "wall_seconds": 60.0}  # fmt: skip
+
+
+def _record(name: str, result: dict[str, Any], command: str = "") -> dict[str, Any]:
+    return {"benchmark": name, "command": command or f"python reproduce/benchmarks/{name}.py",
+            "generated_by": "reproduce/readme_figures.py bench", "exit_code": 0,
+            "machine": _machine(), "result": result}  # fmt: skip
+
+
+def _readme_block(readme: str, block: str) -> str:
+    start, end = figures.markers(block)
+    assert readme.count(start) == 1 and readme.count(end) == 1, f"README lacks the {block} markers"
+    return readme[readme.index(start) : readme.index(end) + len(end)]
+
+
+@pytest.mark.parametrize("block", sorted(figures.BENCH_BLOCKS))
+def test_readme_benchmark_block_is_rendered_from_its_committed_file(block: str) -> None:
+    name = figures.BENCH_BLOCKS[block]
+    record = figures.load_bench(name)
+    readme = (REPO / "README.md").read_text()
+    assert _readme_block(readme, block) == figures.render_bench_block(block, record), (
+        f"README.md's {block} block differs from reproduce/results/benchmarks/{name}.json; "
+        "run `python reproduce/readme_figures.py render`"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(figures.BENCH_BLOCKS.values()))
+def test_committed_benchmark_records_say_how_they_were_measured(name: str) -> None:
+    record = figures.load_bench(name)
+    assert record["command"].startswith(f"python reproduce/benchmarks/{name}.py")
+    assert record["exit_code"] == 0
+    machine = record["machine"]
+    assert machine["cpu"] and machine["cores"] >= 1 and "thread" in machine["threads"]
+    assert machine["torch"] and machine["date"][:2] == "20"
+    assert len(machine["load_average_at_start"]) == 3
+
+
+def _loss_result() -> dict[str, Any]:
+    def entry(shape: str, dims: list[int], contender: str, t: float, mb: float) -> dict:
+        return {"shape_name": shape, "shape": dims, "contender": contender, "median_s": t,
+                "times_s": [t], "peak_extra_mb": mb}  # fmt: skip
+
+    dims, big = [100, 1000, 64], [100, 10_000, 64]
+    return {
+        "device": "cpu", "threads": 2, "torch": "2.0", "cpu": "CPU X x2", "timing": "median",
+        "results": [
+            entry("s", dims, "ours", 0.02, 1.0), entry("s", dims, "pml", 0.08, 4.0),
+            entry("s", dims, "naive", 0.05, 3.0), entry("s", dims, "gemm", 0.01, 0.5),
+            entry("b", big, "ours", 0.5, 2048.0),
+            {"shape_name": "b", "shape": big, "contender": "pml", "skipped": True,
+             "estimated_peak_extra_mb": 40.0 * 1024},
+            {"shape_name": "b", "shape": big, "contender": "naive", "skipped": True,
+             "estimated_peak_extra_mb": 30.0 * 1024},
+            entry("b", big, "gemm", 1.0, 4096.0),
+        ],
+    }  # fmt: skip
+
+
+def test_loss_speed_block_on_a_constructed_record() -> None:
+    result = _loss_result()
+    block = figures.render_bench_block("loss-speed", _record("loss_speed", result, "python x"))
+    start, end = figures.markers("loss-speed")
+    assert block.startswith(start) and block.endswith(end)
+    assert "`python x`, run 2026-01-01 10:00 UTC on CPU X (2 cores), 2 torch threads" in block
+    assert "load average 3.50 at its start" in block
+    assert "| s (100, 1000, 64) | ours | 20.0 ms | 2.00x | 4.00x | 1 MB | 0.25 |" in block
+    assert (
+        "- **s** (B = 100, C = 1,000, D = 64): ours 2.00x the GEMM bound's time; 4.00x faster "
+        "than PML's built-in; 1.0 MB of extra memory (the C x D proxy gradient alone: 0.2 MB), "
+        "0.25 of PML's 4.0 MB." in block
+    )
+    assert (
+        "- **b** (B = 100, C = 10,000, D = 64): ours 0.50x the GEMM bound's time; 2.00 GB of "
+        "extra memory (the C x D proxy gradient alone: 2.4 MB). Not run, by their memory "
+        "extrapolated linearly in C from the previous shape: PML's built-in (~40.0 GB) and "
+        "the dense exp form (~30.0 GB)." in block
+    )
+    assert "ranged from" not in block
+    result["results"][0]["times_s"] = [0.01, 0.02, 0.05]  # a shape whose times the load set
+    block = figures.render_bench_block("loss-speed", _record("loss_speed", result, "python x"))
+    assert block.count("ranged from") == 1
+    assert "The 3 timed calls of ours ranged from 10.0 ms to 50.0 ms: at this shape" in block
+
+
+def _eval_result() -> dict[str, Any]:
+    def row(contender: str, seconds: float, mb: float, metrics: dict) -> dict:
+        return {"contender": contender, "seconds": seconds, "cpu_peak_delta_mb": mb,
+                "metrics": metrics, "ratio_vs_faiss": seconds / 10.0}  # fmt: skip
+
+    recall = {"recall_at_1": 0.8, "recall_at_10": 0.95}
+    setting = {
+        "setting": "Q/G", "k_values": [1, 10],
+        "rows": [row("faiss", 10.0, 50, {}), row("ours", 2.0, 100, recall),
+                 row("pml", 20.0, 500, {"precision_at_1": 0.8}), row("dense", 4.0, 400, recall)],
+        "ours_vs_dense": {"identical": False, "differing_queries": 3,
+                          "ours_agrees_with_float64": 3, "dense_agrees_with_float64": 1},
+    }  # fmt: skip
+    return {"meta": {"device": "cpu", "threads": 1}, "settings": [setting], "table": ""}
+
+
+def test_eval_speed_block_on_a_constructed_record() -> None:
+    result = _eval_result()
+    setting = result["settings"][0]
+    block = figures.render_bench_block("eval-speed", _record("eval_speed", result))
+    assert "| Q/G | ours | 2.00 | 0.20 | 100 | 80.00 |" in block
+    assert (
+        "- **Q/G**: ours R@1/10 = 80.00 / 95.00, 3 queries differ from the dense reference; "
+        "float64 agrees with ours on 3 and with dense on 1 of them; 5.00x faster than faiss, "
+        "2.00x faster than dense, 10.00x faster than pml." in block
+    )
+    setting["ours_vs_dense"] = {"identical": True, "differing_queries": 0}
+    block = figures.render_bench_block("eval-speed", _record("eval_speed", result))
+    assert "equal to the dense reference for every query and every K" in block
+
+
+def _distributed_result() -> dict[str, Any]:
+    def row(mode: str, procs: int, step: float, peak: float) -> dict:
+        return {"classes": 1000, "mode": mode, "procs": procs, "step_s": step,
+                "peak_mib_per_rank": peak, "base_mib_per_rank": 500.0,
+                "total_peak_mib": peak * procs}  # fmt: skip
+
+    rows = [row("replicated", 1, 2.0, 1000.0), row("sharded", 1, 2.0, 1000.0),
+            row("sharded", 2, 1.0, 750.0),
+            {"classes": 1000, "mode": "replicated", "procs": 2, "skipped": "too big"}]  # fmt: skip
+    figures.bench_script("distributed_scaling").add_ratios(rows)
+    return {"meta": {}, "rows": rows}
+
+
+def _trainer_result() -> dict[str, Any]:
+    medians = {"stack": 10.5, "bare": 10.0, "stack_end": 3.0, "bare_eval": 2.0}
+    return {"iterations_per_epoch": 73, "batch_size": 128, "repeats": 3, "overhead": 0.05,
+            "median_s": medians}  # fmt: skip
+
+
+def test_distributed_scaling_and_trainer_overhead_blocks_on_constructed_records() -> None:
+    record = _record("distributed_scaling", _distributed_result())
+    block = figures.render_bench_block("distributed-scaling", record)
+    assert "| 1,000 | sharded | 2 | 1.000 | 0.50 | 750 | 500 | 0.75 | - | 1,500 |" in block
+    assert "| 1,000 | replicated | 2 | skipped: too big |" in block
+    assert (
+        "- C = 1,000, sharded proxies, N = 2: 0.75x the per-rank peak memory of N = 1 (750 MiB, "
+        "of which 500 MiB runtime) and 0.50x its step time." in block
+    )
+    record = _record("trainer_overhead", _trainer_result())
+    block = figures.render_bench_block("trainer-overhead", record)
+    assert (
+        "One training epoch (73 iterations of batch 128) took 10.50 s through our stack against "
+        "10.00 s in a bare PyTorch loop with the same model, data, loss and optimizers: +5.0% "
+        "(median of 3 alternated repeats" in block
+    )
+
+
+def test_load_bench_names_a_missing_damaged_or_foreign_file(tmp_path: Path) -> None:
+    with pytest.raises(figures.FiguresError, match="loss_speed.json not found.*bench loss_speed"):
+        figures.load_bench("loss_speed", tmp_path)
+    (tmp_path / "loss_speed.json").write_text("{not json")
+    with pytest.raises(figures.FiguresError, match="loss_speed.json: not valid JSON"):
+        figures.load_bench("loss_speed", tmp_path)
+    (tmp_path / "loss_speed.json").write_text(json.dumps(_record("eval_speed", {})))
+    with pytest.raises(figures.FiguresError, match="not a record of loss_speed.*'eval_speed'"):
+        figures.load_bench("loss_speed", tmp_path)
+
+
+def test_bench_refuses_an_out_flag_and_an_unknown_benchmark(tmp_path: Path) -> None:
+    with pytest.raises(figures.FiguresError, match="do not pass --out"):
+        figures.bench("loss_speed", ["--out", "x.json"], tmp_path)
+    with pytest.raises(figures.FiguresError, match="unknown benchmark 'speed'.*loss_speed"):
+        figures.bench("speed", [], tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def _write_bench_dir(bench_dir: Path) -> None:
+    bench_dir.mkdir()
+    results = {"loss_speed": _loss_result(), "eval_speed": _eval_result(),
+               "distributed_scaling": _distributed_result(),
+               "trainer_overhead": _trainer_result()}  # fmt: skip
+    for name, result in results.items():
+        (bench_dir / f"{name}.json").write_text(json.dumps(_record(name, result)))
+
+
+def test_render_check_fails_when_the_readme_or_a_results_file_differs(
+    tmp_path: Path, capsys
+) -> None:
     summary = tmp_path / "summary.json"
     runs = [_run(1, 2, [0.5], (0.9, 0.9, 0.9, 0.9))]
     summary.write_text(json.dumps(figures.summarize(runs)))
+    bench_dir = tmp_path / "benchmarks"
+    _write_bench_dir(bench_dir)
+    blocks = [figures.BLOCK, *figures.BENCH_BLOCKS]
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{figures.START}\nold figures\n{figures.END}\noutro\n")
-    args = ["render", "--summary", str(summary), "--readme", str(readme)]
+    readme.write_text(
+        "intro\n"
+        + "".join(f"{s}\nold figures\n{e}\ntext\n" for s, e in map(figures.markers, blocks))
+    )
+    args = [
+        "render",
+        "--summary",
+        str(summary),
+        "--readme",
+        str(readme),
+        "--bench-dir",
+        str(bench_dir),
+    ]
     assert figures.main([*args, "--check"]) == 1
     assert "differs" in capsys.readouterr().err
     assert figures.main(args) == 0
     text = readme.read_text()
-    assert text.startswith("intro\n") and text.endswith("\noutro\n") and "old figures" not in text
+    assert text.startswith("intro\n") and text.endswith("\ntext\n") and "old figures" not in text
+    assert text.count("\ntext\n") == len(blocks)
     assert figures.main([*args, "--check"]) == 0
-    readme.write_text("no markers\n")
+    # a number changed in one results file: the check fails
+    record = json.loads((bench_dir / "loss_speed.json").read_text())
+    record["result"]["results"][0]["median_s"] = 0.03
+    (bench_dir / "loss_speed.json").write_text(json.dumps(record))
+    assert figures.main([*args, "--check"]) == 1
+    # a README without one block's markers
+    readme.write_text(text.replace(figures.markers("loss-speed")[0], ""))
     assert figures.main(args) == 2
-    assert "expected one" in capsys.readouterr().err
+    assert "expected one <!-- figures:loss-speed:start -->" in capsys.readouterr().err
