@@ -1,6 +1,20 @@
-"""The README's Omniglot figures, generated from a committed results file.
+"""The README's figures, generated from committed results files.
 
-Three steps, each a subcommand::
+Each generated README block sits between ``<!-- figures:NAME:start -->`` and
+``<!-- figures:NAME:end -->``; ``render`` rewrites every block from its file and ``render --check``
+exits 1 when any block differs (tests/docs/test_readme_figures.py runs the same comparison).
+
+The benchmarks (reproduce/benchmarks/): ``bench NAME [the script's flags]`` runs one and writes
+``reproduce/results/benchmarks/NAME.json``: the script's JSON under ``result``, the command, and a
+``machine`` record (CPU, cores, threads, torch, date, load average at the start)::
+
+    python reproduce/readme_figures.py bench loss_speed --shapes cub,sop,large,huge
+    python reproduce/readme_figures.py bench trainer_overhead --max-iters 20
+    python reproduce/readme_figures.py bench distributed_scaling --procs 1 2 --steps 1
+    python reproduce/readme_figures.py bench eval_speed --only inshop --threads 1
+    python reproduce/readme_figures.py render
+
+The Omniglot default figures, in three steps, each a subcommand::
 
     # 1. train the default command once per seed and thread count (skips finished runs);
     #    each run directory gets figures_run.json: threads, wall seconds, CPU, versions
@@ -357,6 +371,7 @@ def render_readme(readme_text: str, summary: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------- benchmark blocks
 BENCH_BLOCKS = {  # README block -> the benchmark whose results file it is rendered from
     "loss-speed": "loss_speed",
+    "trainer-overhead": "trainer_overhead",
 }
 NOISY = 2.0  # slowest / fastest timed call above which a shape's times are flagged as noise
 LOSS_CONTENDERS = {"ours": "ours", "pml": "PML's built-in", "naive": "the dense exp form"}
@@ -525,13 +540,18 @@ def _render_distributed_scaling(record: Mapping[str, Any]) -> list[str]:
 
 def _render_trainer_overhead(record: Mapping[str, Any]) -> list[str]:
     r = record["result"]
-    med = r["median_s"]
+    med, times = r["median_s"], r["times_s"]
+
+    def each(name: str) -> str:
+        return ", ".join(f"{t:.2f}" for t in times[name])
+
     return [
-        f"One training epoch ({r['iterations_per_epoch']} iterations of batch "
-        f"{r['batch_size']}) took {med['stack']:.2f} s through our stack against "
-        f"{med['bare']:.2f} s in a bare PyTorch loop with the same model, data, loss and "
-        f"optimizers: {100 * r['overhead']:+.1f}% (median of {r['repeats']} alternated repeats; "
-        "end-of-epoch evaluation and checkpoints not included)."
+        f"A training epoch of {r['iterations_per_epoch']} iterations of batch {r['batch_size']} "
+        f"took {med['stack']:.2f} s through our stack against {med['bare']:.2f} s in a bare "
+        "PyTorch loop with the same model, data, loss and optimizers: "
+        f"{100 * r['overhead']:+.1f}% (median of {r['repeats']} alternated repeats: "
+        f"{each('stack')} s and {each('bare')} s; end-of-epoch evaluation and checkpoints not "
+        "included)."
     ]
 
 
