@@ -372,6 +372,7 @@ def render_readme(readme_text: str, summary: Mapping[str, Any]) -> str:
 BENCH_BLOCKS = {  # README block -> the benchmark whose results file it is rendered from
     "loss-speed": "loss_speed",
     "trainer-overhead": "trainer_overhead",
+    "distributed-scaling": "distributed_scaling",
 }
 NOISY = 2.0  # slowest / fastest timed call above which a shape's times are flagged as noise
 LOSS_CONTENDERS = {"ours": "ours", "pml": "PML's built-in", "naive": "the dense exp form"}
@@ -526,14 +527,20 @@ def _render_eval_speed(record: Mapping[str, Any]) -> list[str]:
 def _render_distributed_scaling(record: Mapping[str, Any]) -> list[str]:
     rows = record["result"]["rows"]
     lines = [bench_script("distributed_scaling").format_table(rows), ""]
+    done = {(r["classes"], r["mode"], r["procs"]): r for r in rows if "step_s" in r}
     for row in rows:
-        if row["procs"] == 1 or "time_vs_1proc" not in row:
+        one = done.get((row["classes"], row["mode"], 1))
+        if row["procs"] == 1 or "time_vs_1proc" not in row or one is None:
             continue
+        above = (row["peak_mib_per_rank"] - row["base_mib_per_rank"]) / (
+            one["peak_mib_per_rank"] - one["base_mib_per_rank"]
+        )
         lines.append(
             f"- C = {row['classes']:,}, {row['mode']} proxies, N = {row['procs']}: "
             f"{row['mem_vs_1proc']:.2f}x the per-rank peak memory of N = 1 "
             f"({row['peak_mib_per_rank']:,.0f} MiB, of which {row['base_mib_per_rank']:,.0f} "
-            f"MiB runtime) and {row['time_vs_1proc']:.2f}x its step time."
+            f"MiB runtime; above the runtime {above:.2f}x) and {row['time_vs_1proc']:.2f}x its "
+            "step time."
         )
     return lines
 

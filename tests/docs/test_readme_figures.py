@@ -254,7 +254,7 @@ def test_distributed_scaling_and_trainer_overhead_blocks_on_constructed_records(
     assert "| 1,000 | replicated | 2 | skipped: too big |" in block
     assert (
         "- C = 1,000, sharded proxies, N = 2: 0.75x the per-rank peak memory of N = 1 (750 MiB, "
-        "of which 500 MiB runtime) and 0.50x its step time." in block
+        "of which 500 MiB runtime; above the runtime 0.50x) and 0.50x its step time." in block
     )
     record = _record("trainer_overhead", _trainer_result())
     block = figures.render_bench_block("trainer-overhead", record)
