@@ -373,6 +373,7 @@ BENCH_BLOCKS = {  # README block -> the benchmark whose results file it is rende
     "loss-speed": "loss_speed",
     "trainer-overhead": "trainer_overhead",
     "distributed-scaling": "distributed_scaling",
+    "eval-speed": "eval_speed",
 }
 NOISY = 2.0  # slowest / fastest timed call above which a shape's times are flagged as noise
 LOSS_CONTENDERS = {"ours": "ours", "pml": "PML's built-in", "naive": "the dense exp form"}
