@@ -261,11 +261,15 @@ def bench(name: str, script_args: Sequence[str], out_dir: Path = BENCH_DIR) -> d
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     start = time.perf_counter()
     command = [sys.executable, script, *script_args, "--out", str(raw)]
+    raw.unlink(missing_ok=True)  # never read a file left by an earlier, interrupted run
     completed = subprocess.run(command, cwd=REPO)
     wall = time.perf_counter() - start
     if not raw.is_file():
         raise FiguresError(f"{script} exited with {completed.returncode} and wrote no JSON")
-    result = json.loads(raw.read_text())
+    try:
+        result = json.loads(raw.read_text())
+    except ValueError as err:
+        raise FiguresError(f"{script} wrote a damaged JSON file {raw} ({err})") from None
     raw.unlink()
     record = {
         "benchmark": name,
@@ -375,6 +379,7 @@ BENCH_BLOCKS = {  # README block -> the benchmark whose results file it is rende
     "distributed-scaling": "distributed_scaling",
     "eval-speed": "eval_speed",
 }
+MACHINE_KEYS = ("cpu", "cores", "threads", "torch", "date", "load_average_at_start")
 NOISY = 2.0  # slowest / fastest timed call above which a shape's times are flagged as noise
 LOSS_CONTENDERS = {"ours": "ours", "pml": "PML's built-in", "naive": "the dense exp form"}
 
@@ -391,6 +396,8 @@ def load_bench(name: str, bench_dir: Path = BENCH_DIR) -> dict[str, Any]:
     except ValueError as err:
         raise FiguresError(f"{path}: not valid JSON ({err})") from None
     missing = sorted({"benchmark", "command", "machine", "result"} - set(record))
+    if not missing and isinstance(record["machine"], dict):
+        missing = [f"machine.{k}" for k in MACHINE_KEYS if k not in record["machine"]]
     if missing or record["benchmark"] != name:
         raise FiguresError(
             f"{path}: not a record of {name} (missing {missing or 'nothing'}, benchmark "

@@ -275,6 +275,11 @@ def test_load_bench_names_a_missing_damaged_or_foreign_file(tmp_path: Path) -> N
     (tmp_path / "loss_speed.json").write_text(json.dumps(_record("eval_speed", {})))
     with pytest.raises(figures.FiguresError, match="not a record of loss_speed.*'eval_speed'"):
         figures.load_bench("loss_speed", tmp_path)
+    record = _record("loss_speed", {})
+    del record["machine"]["load_average_at_start"]
+    (tmp_path / "loss_speed.json").write_text(json.dumps(record))
+    with pytest.raises(figures.FiguresError, match="missing \\['machine.load_average_at_start'\\]"):
+        figures.load_bench("loss_speed", tmp_path)
 
 
 def test_bench_refuses_an_out_flag_and_an_unknown_benchmark(tmp_path: Path) -> None:
