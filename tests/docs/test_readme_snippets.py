@@ -44,7 +44,6 @@ HELP = ("-h", "--help", "--version")
 
 #: scripts whose arguments are parsed: path -> parse(module, argv)
 SCRIPT_PARSERS = {
-    "reproduce/omniglot_compare.py": lambda module, argv: module.parse_args(argv),
     "reproduce/readme_figures.py": lambda module, argv: module.build_parser().parse_args(argv),
 }
 
