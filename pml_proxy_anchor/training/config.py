@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from pml_proxy_anchor import registry
@@ -220,11 +219,6 @@ def to_dict(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(cfg, DictConfig):
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     return copy.deepcopy(dict(cfg))
-
-
-def save_config(cfg: DictConfig | Mapping[str, Any], path: str | Path) -> None:
-    """Write the resolved config as YAML (read by ``--resume``, ``eval`` and ``embed``)."""
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def loss_spec(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
