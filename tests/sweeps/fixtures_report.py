@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 from pml_proxy_anchor.training.record import RunRecord
 from pml_proxy_anchor.training.run_dir import MARKER
+from tests.fixtures.configs import set_dotted
 
 BASE_CONFIG: dict[str, Any] = {
     "run_dir": None,
@@ -58,14 +59,7 @@ def recall_at(k: int, r1: float) -> float:
 def make_config(**overrides: Any) -> dict[str, Any]:
     """:data:`BASE_CONFIG` with dotted overrides (``**{"train.seed": 2}``); a value for a whole
     section (``loss={...}``) replaces it."""
-    cfg = copy.deepcopy(BASE_CONFIG)
-    for dotted, value in overrides.items():
-        node = cfg
-        *parents, last = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return cfg
+    return set_dotted(copy.deepcopy(BASE_CONFIG), overrides)
 
 
 def make_history(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tests.fixtures.configs import set_dotted
 from tests.fixtures.datasets import make_cub_tree
 
 TRAIN_CLASSES = (1, 2, 3, 4)
@@ -47,10 +48,4 @@ def fixture_overrides(data_root: Path, run_dir: Path, **extra: Any) -> dict[str,
         },
         "eval": {"batch_size": 16},
     }
-    for dotted, value in extra.items():
-        node = cfg
-        *parents, last = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return cfg
+    return set_dotted(cfg, extra)
