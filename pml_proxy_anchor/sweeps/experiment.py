@@ -14,6 +14,8 @@ file works by path. An experiment file holds::
     budget:                    # settings of every job (nested keys; registry specs replace)
       train: {epochs: 6}
     chosen_lr: chosen_lr.json  # optional: the learning rate of each `method` option
+    reuse_from: [compare_lr]   # optional: sweeps whose finished runs with a job's exact config
+                               # are copied instead of run again (see :mod:`.reuse`)
     hydra:
       sweeper:
         params:                # Hydra's sweep syntax: a,b,c / range(a,b,step) / choice(...)
@@ -54,7 +56,8 @@ from pml_proxy_anchor.training.config import SPEC_PATHS, builtin_config_dir, loa
 GROUPS_DIR = "method"  # config groups shared by the experiments, in configs/sweeps/
 TRAINING_GROUP = "pml_proxy_anchor_training"  # the training config, stored for Hydra (launch.py)
 SWEEP_KEY = "pml_sweep"  # the resolved experiment settings inside every job's config
-EXPERIMENT_KEYS = ("base_config", "budget", "chosen_lr", "train_images")  # not training keys
+# The experiment's own keys (not training keys).
+EXPERIMENT_KEYS = ("base_config", "budget", "chosen_lr", "train_images", "reuse_from")
 METHOD_GROUP = "method"
 
 
@@ -262,6 +265,7 @@ class SweepSettings:
     chosen_lr: dict[str, float | None] | None
     chosen_lr_source: str | None
     parameters: list[str]  # the swept keys and groups (they name the job folders)
+    reuse_from: list[str] = dataclasses.field(default_factory=list)  # see :mod:`.reuse`
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

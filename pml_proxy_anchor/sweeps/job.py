@@ -9,6 +9,8 @@ overrides)``) and runs it in its folder of the sweep directory, ``SWEEP_DIR/<nam
 - a run with ``checkpoints/last.pt`` is resumed (``training.run(cfg, resume=True)``: a run
   interrupted, failed or killed continues from its last epoch; a larger ``train.epochs`` extends
   a finished one; any other change of the config is refused, naming the keys);
+- a run of another sweep named by the experiment's ``reuse_from`` that reached its end with
+  exactly this config is copied here instead of run again (:mod:`.reuse`);
 - otherwise a new run starts (Hydra created the folder empty; nothing else is written there).
 
 A job never raises for a failed run: it returns ``{"status": "failed", "error": ...}`` so the
@@ -37,6 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 from pml_proxy_anchor.errors import UserError
 from pml_proxy_anchor.sweeps.experiment import SWEEP_KEY, JobSpec, SweepSettings, job_spec
 from pml_proxy_anchor.sweeps.record import DONE
+from pml_proxy_anchor.sweeps.reuse import copy_run, find_finished_run, reuse_dirs
 from pml_proxy_anchor.training.checkpoint import LAST
 from pml_proxy_anchor.training.config import to_dict
 from pml_proxy_anchor.training.record import RunRecord
@@ -101,6 +104,13 @@ def run_job(spec: JobSpec, settings: SweepSettings) -> dict[str, Any]:
             return {"status": record.status, "action": "skipped"}
         results = run(cfg, resume=True)
         return {"status": results["status"], "action": "resumed"}
+    if not is_run_directory(run_dir) and settings.reuse_from:
+        source = find_finished_run(cfg, reuse_dirs(settings.reuse_from, run_dir.parent))
+        if source is not None:
+            copy_run(source, run_dir)
+            record = RunRecord.read(run_dir, strict=False)
+            status = record.status if record is not None else "finished"
+            return {"status": status, "action": "reused", "reused_from": str(source)}
     results = run(cfg)
     return {"status": results["status"], "action": "started"}
 

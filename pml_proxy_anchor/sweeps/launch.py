@@ -68,6 +68,7 @@ from pml_proxy_anchor.sweeps.experiment import (
     sweeps_config_dir,
 )
 from pml_proxy_anchor.sweeps.record import SWEEP_JSON, JobRecord, SweepRecord, status_on_disk
+from pml_proxy_anchor.sweeps.reuse import REUSE_KEY, check_reuse_from, copied_from
 from pml_proxy_anchor.training.config import builtin_config_dir, to_dict
 from pml_proxy_anchor.training.run_dir import RunDirectory, is_run_directory
 
@@ -262,6 +263,12 @@ def plan_sweep(
         experiment,
     )
 
+    reuse_raw = probe.get(REUSE_KEY)
+    reuse_from = check_reuse_from(
+        OmegaConf.to_container(reuse_raw) if OmegaConf.is_config(reuse_raw) else reuse_raw,
+        f"experiment {experiment.name}",
+    )
+
     # 2. The jobs, as Hydra's BasicSweeper expands them.
     params_node = OmegaConf.select(probe, "hydra.sweeper.params")
     params = OmegaConf.to_container(params_node, resolve=False) if params_node else {}
@@ -315,6 +322,7 @@ def plan_sweep(
         chosen_lr=chosen,
         chosen_lr_source=chosen_source(chosen_raw, experiment),
         parameters=parameters,
+        reuse_from=reuse_from,
     )
     base_cfg = settings.load([])  # the base config and the budget, checked
 
@@ -386,6 +394,7 @@ def plan_sweep(
                 params=spec.params,
                 seed=int(cfg.train.seed),
                 status=status_on_disk(spec.run_dir),
+                reused_from=copied_from(spec.run_dir),
             )
             for spec, cfg in zip(jobs, configs)
         ],

@@ -26,9 +26,11 @@ run's ``results.json``. Fields::
           "status": "finished",                 # pending | running | finished | stopped |
                                                 # failed | interrupted
           "action": "started",                  # this command: started | resumed | skipped
+                                                # | reused (copied from another sweep)
           "error": null,                        # why it failed
           "seconds": 73.2,                      # wall time of the job in this command
-          "threads": 2                          # torch threads of the job
+          "threads": 2,                         # torch threads of the job
+          "reused_from": null                   # the run it was copied from (reuse_from)
       }, ...]
     }
 
@@ -77,6 +79,7 @@ class JobRecord:
     error: str | None = None
     seconds: float | None = None
     threads: int | None = None
+    reused_from: str | None = None
 
 
 @dataclasses.dataclass
@@ -108,7 +111,7 @@ class SweepRecord:
     def update(self, name: str, outcome: dict[str, Any]) -> None:
         """Take a job's outcome (what the job function returned) into the record."""
         job = self.job(name)
-        for key in ("status", "action", "error", "seconds", "threads"):
+        for key in ("status", "action", "error", "seconds", "threads", "reused_from"):
             if key in outcome:
                 setattr(job, key, outcome[key])
 

@@ -176,3 +176,53 @@ def test_dry_run_lists_the_jobs_and_writes_nothing(
     out = capsys.readouterr().out
     assert "3 jobs over train.seed" in out and "[    pending] train.seed=3" in out
     assert not sweep_dir.exists()
+
+
+def test_a_finished_run_of_a_sibling_sweep_is_copied_not_run_again(tmp_path: Path) -> None:
+    # Stage 1 sweeps the lr at seed 1; stage 2 runs seeds 1-2 at lr 0.001 and reuses stage 1's
+    # seed-1 run at that lr (the compare / compare_lr pair of the paper's experiments).
+    root = tmp_path / "sweeps"
+    first = make_experiment(tmp_path / "a", {"optimizer.lr": "0.001,0.002", "train.seed": "1"})
+    assert main([str(first), "--sweep-dir", str(root / "lr")]) == 0
+    source = root / "lr" / "optimizer.lr=0.001,train.seed=1"
+    source_bytes = {p: p.read_bytes() for p in source.rglob("*") if p.is_file()}
+
+    second = make_experiment(
+        tmp_path / "a",
+        {"train.seed": "1,2"},
+        budget={"optimizer": {"lr": 0.001}},
+        reuse_from=["lr"],
+    )
+    assert main([str(second), "--sweep-dir", str(root / "seeds")]) == 0
+    jobs = {j["name"]: j for j in json.loads((root / "seeds" / "sweep.json").read_text())["jobs"]}
+    assert jobs["train.seed=1"]["action"] == "reused"
+    assert jobs["train.seed=1"]["reused_from"] == str(source)
+    assert jobs["train.seed=2"]["action"] == "started"
+    copy = root / "seeds" / "train.seed=1"
+    assert _history(copy) == _history(source)
+    assert json.loads((copy / MARKER).read_text())["copied_from"] == str(source)
+    assert not (copy / LOCK_FILE).exists()
+    # The source is only read.
+    assert {p: p.read_bytes() for p in source.rglob("*") if p.is_file()} == source_bytes
+    # Run again: the copy is a finished job of this sweep (skipped), its source still recorded.
+    assert main([str(second), "--sweep-dir", str(root / "seeds")]) == 0
+    jobs = {j["name"]: j for j in json.loads((root / "seeds" / "sweep.json").read_text())["jobs"]}
+    assert jobs["train.seed=1"]["action"] == "skipped"
+    assert jobs["train.seed=1"]["reused_from"] == str(source)
+
+
+def test_a_run_with_another_config_is_not_reused(tmp_path: Path) -> None:
+    root = tmp_path / "sweeps"
+    first = make_experiment(tmp_path / "a", {"train.seed": "1"}, budget={"train": {"log_freq": 2}})
+    assert main([str(first), "--sweep-dir", str(root / "one")]) == 0
+    second = make_experiment(tmp_path / "a", {"train.seed": "1"}, reuse_from=["one", "missing"])
+    assert main([str(second), "--sweep-dir", str(root / "two")]) == 0
+    (job,) = json.loads((root / "two" / "sweep.json").read_text())["jobs"]
+    assert job["action"] == "started" and job["reused_from"] is None
+
+
+@pytest.mark.parametrize("value", [5, [""], [1, 2], {"a": "b"}])
+def test_a_bad_reuse_from_is_refused(tmp_path: Path, value: object) -> None:
+    experiment = make_experiment(tmp_path, {"train.seed": "1,2"}, reuse_from=value)
+    with pytest.raises(SweepConfigError, match="reuse_from must be a list of sweep directories"):
+        plan_sweep(str(experiment), sweep_dir=tmp_path / "sweep")
