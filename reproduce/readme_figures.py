@@ -12,7 +12,12 @@ The benchmarks (reproduce/benchmarks/): ``bench NAME [the script's flags]`` runs
     python reproduce/readme_figures.py bench trainer_overhead --max-iters 20
     python reproduce/readme_figures.py bench distributed_scaling --procs 1 2 --steps 1
     python reproduce/readme_figures.py bench eval_speed --only inshop --threads 1
+    python reproduce/readme_figures.py bench sweep_overhead --iters 73 --repeats 3
     python reproduce/readme_figures.py render
+
+The paper's experiments on Omniglot (reproduce/paper_figures.py): one block per experiment, from
+the sweep reports under ``reproduce/results/omniglot/<experiment>/`` (a report not written yet
+renders a "not run yet" line; ``render`` fills the block once it is there).
 
 The Omniglot default figures, in three steps, each a subcommand::
 
@@ -230,7 +235,13 @@ def collect(run_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- benchmarks
 BENCH_DIR = REPO / "reproduce/results/benchmarks"
-BENCHMARKS = ("loss_speed", "eval_speed", "distributed_scaling", "trainer_overhead")
+BENCHMARKS = (
+    "loss_speed",
+    "eval_speed",
+    "distributed_scaling",
+    "trainer_overhead",
+    "sweep_overhead",
+)
 
 
 def _bench_threads(name: str, result: Mapping[str, Any]) -> str:
@@ -242,6 +253,11 @@ def _bench_threads(name: str, result: Mapping[str, Any]) -> str:
         return f"{n} torch + faiss thread(s) per contender" if n else "library default threads"
     if name == "distributed_scaling":
         return f"{result['meta']['threads_per_process']} torch thread(s) per process"
+    if name == "sweep_overhead":
+        return (
+            f"{result['threads']} torch threads per run in (a), "
+            f"{result['threads_per_job']} per job in (b)"
+        )
     return f"{result['threads']} torch threads"
 
 
@@ -406,20 +422,28 @@ def load_bench(name: str, bench_dir: Path = BENCH_DIR) -> dict[str, Any]:
     return record
 
 
-def bench_script(name: str) -> Any:
-    """``reproduce/benchmarks/NAME.py`` as a module: its ``format_table`` renders the tables, so
-    the README's table is the one the script prints."""
+def load_module(key: str, path: Path) -> Any:
+    """The Python file ``path`` as a module, registered as ``key`` (these scripts are files, not a
+    package)."""
     import importlib.util
 
-    key = f"_benchmark_{name}"
     if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            key, REPO / "reproduce/benchmarks" / f"{name}.py"
-        )
+        spec = importlib.util.spec_from_file_location(key, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[key] = module
         spec.loader.exec_module(module)
     return sys.modules[key]
+
+
+def bench_script(name: str) -> Any:
+    """``reproduce/benchmarks/NAME.py`` as a module: its ``format_table`` renders the tables, so
+    the README's table is the one the script prints."""
+    return load_module(f"_benchmark_{name}", REPO / "reproduce/benchmarks" / f"{name}.py")
+
+
+def paper_figures() -> Any:
+    """reproduce/paper_figures.py: the blocks of the paper's experiments on Omniglot."""
+    return load_module("_reproduce_paper_figures", REPO / "reproduce/paper_figures.py")
 
 
 def _bench_head(block: str, record: Mapping[str, Any]) -> list[str]:
@@ -570,12 +594,39 @@ def _render_trainer_overhead(record: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _render_sweep_overhead(record: Mapping[str, Any]) -> list[str]:
+    r = record["result"]
+    med, times, ratios = r["median_s"], r["times_s"], r["ratios"]
+
+    def each(name: str) -> str:
+        return ", ".join(f"{t:.1f}" for t in times[name])
+
+    budget = f"{r['epochs']} epoch(s) of {r['iterations_per_epoch']} iterations"
+    return [
+        f"Each run: `pml-proxy-anchor train omniglot` for {budget}, evaluation included; "
+        f"median of {r['repeats']} alternated repeats, process start-up included.",
+        "",
+        f"- **(a) sweep against separate runs**: {r['jobs']} jobs of one sweep (basic launcher) "
+        f"took {med['sweep']:.1f} s against {med['separate']:.1f} s for the same {r['jobs']} "
+        f"runs as separate `train` commands: ratio **{ratios['sweep_vs_separate']:.2f}** "
+        f"(sweep {each('sweep')} s; separate {each('separate')} s).",
+        f"- **(b) joblib, 2 jobs at once**: 2 jobs with `hydra/launcher=joblib` "
+        f"(`hydra.launcher.n_jobs=2`, {r['threads_per_job']} thread each) took "
+        f"{med['two_jobs']:.1f} s against {med['one_job']:.1f} s for one job with "
+        f"{r['threads_per_job']} thread: ratio **{ratios['two_jobs_vs_one']:.2f}** on "
+        f"{r['cores']} cores (2 jobs {each('two_jobs')} s; 1 job {each('one_job')} s).",
+    ]
+
+
 BENCH_RENDERERS = {
     "loss_speed": _render_loss_speed,
     "eval_speed": _render_eval_speed,
     "distributed_scaling": _render_distributed_scaling,
     "trainer_overhead": _render_trainer_overhead,
+    "sweep_overhead": _render_sweep_overhead,
 }
+#: README blocks whose benchmark may not have been measured yet: a line says so until it is.
+OPTIONAL_BENCH_BLOCKS = {"sweep-overhead": "sweep_overhead"}
 
 
 def render_bench_block(block: str, record: Mapping[str, Any]) -> str:
@@ -584,11 +635,38 @@ def render_bench_block(block: str, record: Mapping[str, Any]) -> str:
     return "\n".join([*_bench_head(block, record), *body, markers(block)[1]])
 
 
-def render_all(readme_text: str, summary: Mapping[str, Any], bench_dir: Path = BENCH_DIR) -> str:
-    """``readme_text`` with every generated block rewritten from its committed file."""
+def render_optional_bench_block(block: str, bench_dir: Path = BENCH_DIR) -> str:
+    """The block of an optional benchmark: its record when measured, else one line saying how."""
+    name = OPTIONAL_BENCH_BLOCKS[block]
+    if (bench_dir / f"{name}.json").is_file():
+        return render_bench_block(block, load_bench(name, bench_dir))
+    start, end = markers(block)
+    return "\n".join(
+        [start, f"Not measured yet: `python reproduce/readme_figures.py bench {name}`.", end]
+    )
+
+
+def render_all(
+    readme_text: str,
+    summary: Mapping[str, Any],
+    bench_dir: Path = BENCH_DIR,
+    results_dir: Path | None = None,
+) -> str:
+    """``readme_text`` with every generated block rewritten from its committed file;
+    ``results_dir``: the folder of the Omniglot sweep reports (default
+    reproduce/results/omniglot)."""
     text = render_readme(readme_text, summary)
     for block, name in BENCH_BLOCKS.items():
         text = replace_block(text, block, render_bench_block(block, load_bench(name, bench_dir)))
+    for block in OPTIONAL_BENCH_BLOCKS:
+        text = replace_block(text, block, render_optional_bench_block(block, bench_dir))
+    paper = paper_figures()
+    try:
+        blocks = paper.render_blocks(results_dir or paper.RESULTS)
+    except paper.PaperFiguresError as err:
+        raise FiguresError(str(err)) from None
+    for block, rendered in blocks.items():
+        text = replace_block(text, block, rendered)
     return text
 
 
@@ -623,6 +701,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_ren.add_argument("--summary", type=Path, default=SUMMARY)
     p_ren.add_argument("--readme", type=Path, default=README)
     p_ren.add_argument("--bench-dir", type=Path, default=BENCH_DIR)
+    p_ren.add_argument(
+        "--results-dir",
+        type=Path,
+        default=REPO / "reproduce/results/omniglot",
+        help="the folder of the Omniglot sweep reports, one sub-folder per experiment",
+    )
     p_ren.add_argument("--check", action="store_true", help="exit 1 if the README differs")
     return parser
 
@@ -643,12 +727,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {args.out} ({len(summary['runs'])} runs)")
         else:
             text = args.readme.read_text()
-            new = render_all(text, load_summary(args.summary), args.bench_dir)
+            summary = load_summary(args.summary)
+            new = render_all(text, summary, args.bench_dir, args.results_dir)
             if args.check:
                 if new != text:
                     print(
                         f"{args.readme}: a figures block differs from its results file "
-                        f"({args.summary} or {args.bench_dir}/*.json); run "
+                        f"({args.summary}, {args.bench_dir}/*.json or "
+                        f"{args.results_dir}/*/summary.json); run "
                         "`python reproduce/readme_figures.py render`",
                         file=sys.stderr,
                     )

@@ -1,5 +1,8 @@
-"""The README's Omniglot figures are what reproduce/results/omniglot/default/summary.json holds,
-and that file's aggregates are those of its runs (reproduce/readme_figures.py)."""
+"""The README's generated blocks are what their committed files hold (reproduce/readme_figures.py):
+the default Omniglot figures (reproduce/results/omniglot/default/summary.json, whose aggregates are
+those of its runs), the benchmarks (reproduce/results/benchmarks/), and the paper's experiments on
+Omniglot (reproduce/paper_figures.py: the sweep reports under reproduce/results/omniglot/ next to
+the paper's numbers, which docs/paper.md section 7 quotes)."""
 
 from __future__ import annotations
 
@@ -307,7 +310,7 @@ def test_render_check_fails_when_the_readme_or_a_results_file_differs(
     summary.write_text(json.dumps(figures.summarize(runs)))
     bench_dir = tmp_path / "benchmarks"
     _write_bench_dir(bench_dir)
-    blocks = [figures.BLOCK, *figures.BENCH_BLOCKS]
+    blocks = [figures.BLOCK, *figures.BENCH_BLOCKS, *figures.OPTIONAL_BENCH_BLOCKS, *paper.BLOCKS]
     readme = tmp_path / "README.md"
     readme.write_text(
         "intro\n"
@@ -321,6 +324,8 @@ def test_render_check_fails_when_the_readme_or_a_results_file_differs(
         str(readme),
         "--bench-dir",
         str(bench_dir),
+        "--results-dir",
+        str(tmp_path / "omniglot"),  # no sweep report: every paper block says "not run yet"
     ]
     assert figures.main([*args, "--check"]) == 1
     assert "differs" in capsys.readouterr().err
@@ -338,3 +343,265 @@ def test_render_check_fails_when_the_readme_or_a_results_file_differs(
     readme.write_text(text.replace(figures.markers("loss-speed")[0], ""))
     assert figures.main(args) == 2
     assert "expected one <!-- figures:loss-speed:start -->" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the paper's experiments
+paper = figures.paper_figures()
+BUDGET = {"data.name": "omniglot", "data.class_rotations": 4, "data.max_classes": None,
+          "train.epochs": 6, "scheduler.step": 2}  # fmt: skip
+
+
+def _sweep_summary(
+    experiment: str,
+    param_names: list[str],
+    rows: list[tuple[dict[str, Any], list[int], list[float], list[int], list[float]]],
+    pending: int = 0,
+    plots: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A summary.json in the real schema (``Summary.to_dict`` of the sweep report), from rows of
+    (params, seeds, final R@1 per seed, epochs to 95 % per seed, seconds per seed); R@8 is
+    R@1 + 0.05."""
+    from pml_proxy_anchor.sweeps.summary import Row, Summary
+
+    built = [
+        Row(params=params, key=(), sort_key=(), jobs=[], seeds=seeds,
+            recalls={1: r1, 8: [v + 0.05 for v in r1]}, epochs_to_95=e95, seconds=secs,
+            curves=[])
+        for params, seeds, r1, e95, secs in rows
+    ]  # fmt: skip
+    failed = [
+        {"job": f"job{i}", "status": "pending", "error": "not started"} for i in range(pending)
+    ]
+    total = sum(len(r[1]) for r in rows) + pending
+    summary = Summary(experiment=f"omniglot/{experiment}", budget=dict(BUDGET),
+                      param_names=param_names, k_values=[1, 8], rows=built, failed=failed,
+                      jobs=total, plots=list(plots))  # fmt: skip
+    return summary.to_dict()
+
+
+def _write_summary(results_dir: Path, experiment: str, summary: dict[str, Any]) -> None:
+    (results_dir / experiment).mkdir(parents=True, exist_ok=True)
+    (results_dir / experiment / "summary.json").write_text(json.dumps(summary))
+
+
+def _batch_summary(pending: int = 0) -> dict[str, Any]:
+    rows = [
+        ({"train.batch_size": 32}, [1, 2], [0.80, 0.90], [3, 4], [100.0, 120.0]),
+        ({"train.batch_size": 64}, [1, 2], [0.85, 0.85], [4, 4], [90.0, 90.0]),
+    ]
+    return _sweep_summary("batch_size", ["train.batch_size"], rows, pending,
+                          ("r1_vs_train.batch_size.png", "r1_vs_epoch.png"))  # fmt: skip
+
+
+def test_paper_blocks_render_a_fixture_summary_into_the_expected_rows(tmp_path: Path) -> None:
+    _write_summary(tmp_path, "batch_size", _batch_summary(pending=2))
+    readme = tmp_path / "README.md"
+    start, end = figures.markers("omniglot-batch-size")
+    readme.write_text(f"# x\n{start}\nold\n{end}\nafter\n")
+    block = paper.render_blocks(tmp_path)["omniglot-batch-size"]
+    text = figures.replace_block(readme.read_text(), "omniglot-batch-size", block)
+    assert text.startswith(f"# x\n{start}\n") and text.endswith(f"{end}\nafter\n")
+    assert "**4 of 6 jobs finished** (2 pending)" in block
+    assert "Budget of every run: data.class_rotations=4, train.epochs=6, scheduler.step=2." in block
+    assert "| batch | n | R@1 % | R@8 % | epochs to 95 % (per seed) | s / run |" in block
+    assert "| 32 | 2 | 85.0 ± 7.1 | 90.0 ± 7.1 | 3, 4 | 110 |" in block
+    assert "| 64 | 2 | 85.0 ± 0.0 | 90.0 ± 0.0 | 4, 4 | 90 |" in block
+    # the paper's table below ours, with SOP and In-Shop at 300 and 600
+    assert "| SOP | 76.0 | 78.0 | 78.5 | 78.9 | 79.1 | - | 79.3 | 79.3 |" in block
+    assert "| CUB | 65.9 | 67.0 | 68.4 | 68.5 | 68.6 | 69.0 | - | - |" in block
+    folder = "reproduce/results/omniglot/batch_size"
+    assert (
+        f"![batch_size: r1_vs_train.batch_size.png]({folder}/r1_vs_train.batch_size.png)" in block
+    )
+    assert (
+        f"More: [r1_vs_epoch.png]({folder}/r1_vs_epoch.png), [summary.md]({folder}/summary.md)."
+        in block
+    )
+    _write_summary(tmp_path, "batch_size", _batch_summary())
+    assert "\n4 of 4 jobs finished.\n" in paper.render_blocks(tmp_path)["omniglot-batch-size"]
+
+
+def test_a_missing_summary_renders_one_not_run_yet_line(tmp_path: Path) -> None:
+    blocks = paper.render_blocks(tmp_path)  # no summary at all
+    assert set(blocks) == set(paper.BLOCKS)
+    assert (
+        "\nNot run yet: `pml-proxy-anchor sweep omniglot/batch_size`.\n"
+        in blocks["omniglot-batch-size"]
+    )
+    assert (
+        "Not run yet: `pml-proxy-anchor sweep omniglot/alpha_delta`."
+        in blocks["omniglot-alpha-delta"]
+    )
+    compare = blocks["omniglot-compare"]
+    assert "Not run yet: `pml-proxy-anchor sweep omniglot/compare_lr`." in compare
+    assert (
+        "Not run yet: `pml-proxy-anchor sweep omniglot/compare chosen_lr=$PWD/chosen_lr.json`."
+        in compare
+    )
+    assert "| Proxy-Anchor | 68.4 / 86.1 / 79.1 / 91.5 |" in compare  # the paper's Table 1
+    for block, text in blocks.items():
+        start, end = figures.markers(block)
+        assert text.startswith(start + "\n") and text.endswith("\n" + end)
+        assert "jobs finished" not in text and "Budget of every run" not in text  # none of ours
+
+
+def test_alpha_delta_cells_put_ours_next_to_the_papers(tmp_path: Path) -> None:
+    alpha, delta = "loss.ProxyAnchorLoss.alpha", "loss.ProxyAnchorLoss.margin"
+    rows = [({alpha: a, delta: d}, [1], [r1], [3], [60.0])
+            for a, d, r1 in ((4, 0.0, 0.8628), (32, 0.1, 0.8744), (64, 0.4, 0.9))]  # fmt: skip
+    _write_summary(tmp_path, "alpha_delta", _sweep_summary("alpha_delta", [alpha, delta], rows))
+    block = paper.render_blocks(tmp_path)["omniglot-alpha-delta"]
+    assert "| alpha \\ delta | 0 | 0.1 | 0.2 | 0.3 | 0.4 |" in block
+    assert "| 4 | 86.3 / 64.5 | - / 65.6 | - / 66.7 | - / 68.2 | - / 69.1 |" in block
+    assert "| 32 | - / 86.3 | 87.4 / 86.1 | - / 85.7 | - / 85.7 | - / 85.1 |" in block
+    assert "| 64 | - / 83.7 | - / 86.7 | - / 86.3 | - / 85.5 | 90.0 / 86.4 |" in block
+    assert (
+        "Range over the cells: ours 86.3 (alpha 4, delta 0) to 90.0 (alpha 64, delta 0.4); the "
+        "paper 64.5 (alpha 4, delta 0) to 86.7 (alpha 64, delta 0.1)." in block
+    )
+    assert "ours (Omniglot, seed 1) / the paper (Cars-196)" in block
+
+
+def test_embedding_size_pivots_methods_into_columns(tmp_path: Path) -> None:
+    method, size = "method", "model.embedding_size"
+    rows = [({method: m, size: d}, [1], [r1], [3], [60.0])
+            for m, d, r1 in (("proxy_anchor", 64, 0.88), ("multi_similarity", 64, 0.85),
+                             ("proxy_anchor", 512, 0.9))]  # fmt: skip
+    _write_summary(
+        tmp_path, "embedding_size", _sweep_summary("embedding_size", [method, size], rows)
+    )
+    block = paper.render_blocks(tmp_path)["omniglot-embedding-size"]
+    assert "| embedding size | Proxy-Anchor (ours) | MultiSimilarity + miner |" in block
+    assert "| 64 | 88.0 | 85.0 |" in block
+    assert "| 512 | 90.0 | - |" in block
+    assert (
+        "At 64 dimensions Proxy-Anchor reaches R@1 61.7 / 78.8 / 76.5 % on CUB / Cars / SOP."
+        in block
+    )
+
+
+def test_compare_blocks_bold_the_chosen_lr_and_quote_table1_and_fig1(tmp_path: Path) -> None:
+    method, lr = "method", "optimizer.lr"
+    lr_rows = [({method: m, lr: v}, [1], [r1], [3], [60.0])
+               for m, v, r1 in (("proxy_anchor", 0.001, 0.9), ("proxy_anchor", 0.003, 0.9),
+                                ("npairs", 0.001, 0.7), ("npairs", 0.003, 0.8))]  # fmt: skip
+    _write_summary(tmp_path, "compare_lr", _sweep_summary("compare_lr", [method, lr], lr_rows))
+    seeds = [1, 2, 3]
+    rows = [({method: "proxy_anchor"}, seeds, [0.9, 0.91, 0.92], [3, 4, 3], [60.0, 66.0, 72.0]),
+            ({method: "npairs"}, seeds, [0.8, 0.8, 0.8], [5, 5, 6], [120.0] * 3)]  # fmt: skip
+    _write_summary(
+        tmp_path, "compare", _sweep_summary("compare", [method], rows, plots=("r1_bars.png",))
+    )
+    blocks = paper.render_blocks(tmp_path)
+    compare = blocks["omniglot-compare"]
+    assert "| method | lr 0.001 | lr 0.003 |" in compare
+    assert "| Proxy-Anchor (ours) | **90.0** | 90.0 |" in compare  # a tie: the smaller lr
+    assert "| N-pair | 70.0 | **80.0** |" in compare
+    assert (
+        "| Proxy-Anchor (ours) | 3 | 91.0 ± 1.0 | 96.0 ± 1.0 | 68.4 / 86.1 / 79.1 / 91.5 |"
+        in compare
+    )
+    assert "| N-pair | 3 | 80.0 ± 0.0 | 85.0 ± 0.0 | - |" in compare
+    convergence = blocks["omniglot-convergence"]
+    assert (
+        "| Proxy-Anchor (ours) | 91.0 ± 1.0 | 3, 4, 3 | 66 | 11.0 | ~86 within ~10 min "
+        "(27.1 s/epoch) |" in convergence
+    )
+    assert "| N-pair | 80.0 ± 0.0 | 5, 5, 6 | 120 | 20.0 | ~78 |" in convergence
+
+
+def test_a_summary_of_another_shape_falls_back_to_one_row_per_setting(tmp_path: Path) -> None:
+    rows = [({"train.batch_size": 32, "optimizer.lr": 0.001}, [1], [0.8], [3], [60.0])]
+    summary = _sweep_summary("batch_size", ["train.batch_size", "optimizer.lr"], rows)
+    _write_summary(tmp_path, "batch_size", summary)
+    block = paper.render_blocks(tmp_path)["omniglot-batch-size"]
+    assert "| batch_size=32, lr=0.001 | 1 | 80.0 | 3 | 60 |" in block
+
+
+def test_a_damaged_summary_is_named(tmp_path: Path) -> None:
+    (tmp_path / "compare").mkdir()
+    (tmp_path / "compare" / "summary.json").write_text("{not json")
+    with pytest.raises(paper.PaperFiguresError, match="compare/summary.json: not valid JSON"):
+        paper.render_blocks(tmp_path)
+    (tmp_path / "compare" / "summary.json").write_text(json.dumps({"rows": []}))
+    with pytest.raises(paper.PaperFiguresError, match="not a sweep summary.*sweep-report"):
+        paper.render_blocks(tmp_path)
+
+
+@pytest.mark.parametrize("block", sorted(paper.BLOCKS))
+def test_readme_paper_block_is_rendered_from_the_committed_summaries(block: str) -> None:
+    readme = (REPO / "README.md").read_text()
+    assert _readme_block(readme, block) == paper.render_blocks()[block], (
+        f"README.md's {block} block differs from reproduce/results/omniglot/*/summary.json; "
+        "run `python reproduce/readme_figures.py render`"
+    )
+
+
+def test_render_check_passes_on_the_real_readme() -> None:
+    assert figures.main(["render", "--check"]) == 0
+
+
+def test_a_changed_or_new_summary_makes_the_check_fail_until_render(tmp_path: Path) -> None:
+    results = tmp_path / "omniglot"
+    _write_summary(results, "batch_size", _batch_summary(pending=2))
+    readme = tmp_path / "README.md"
+    readme.write_text((REPO / "README.md").read_text())
+    args = ["render", "--readme", str(readme), "--results-dir", str(results)]
+    assert figures.main(args) == 0 and figures.main([*args, "--check"]) == 0
+    summary = json.loads((results / "batch_size/summary.json").read_text())
+    summary["rows"][0]["recall_at_1"]["mean"] = 0.5  # a number changed
+    (results / "batch_size/summary.json").write_text(json.dumps(summary))
+    assert figures.main([*args, "--check"]) == 1
+    assert figures.main(args) == 0 and figures.main([*args, "--check"]) == 0
+    assert "| 32 | 2 | 50.0 ± 7.1 |" in readme.read_text()
+    # a report that appears later: the check fails until render fills its block
+    _write_summary(results, "compare", _sweep_summary("compare", ["method"], []))
+    assert figures.main([*args, "--check"]) == 1
+    assert (
+        figures.main(args) == 0
+        and "Not run yet: `pml-proxy-anchor sweep omniglot/compare " not in readme.read_text()
+    )
+
+
+def test_docs_paper_quotes_the_papers_numbers_of_the_blocks() -> None:
+    assert paper.paper_tables() in (REPO / "docs/paper.md").read_text(), (
+        "docs/paper.md section 7 differs from PAPER in reproduce/paper_figures.py; paste "
+        "paper_tables() there"
+    )
+    assert paper.PAPER["alpha_delta"][32][1] == 86.1 == paper.PAPER["table1"]["proxy_anchor"][1]
+
+
+# ---------------------------------------------------------------- sweep overhead block
+def _sweep_overhead_result() -> dict[str, Any]:
+    times = {"separate": [30.0, 32.0, 31.0], "sweep": [28.0, 29.0, 27.5],
+             "one_job": [12.0, 12.5, 11.5], "two_jobs": [13.0, 12.0, 14.0]}  # fmt: skip
+    medians = {name: sorted(values)[1] for name, values in times.items()}
+    return {"epochs": 1, "iterations_per_epoch": 73, "jobs": 3, "repeats": 3, "cores": 2,
+            "threads": 2, "threads_per_job": 1, "times_s": times, "median_s": medians,
+            "ratios": {"sweep_vs_separate": 28 / 31, "two_jobs_vs_one": 13 / 12}}  # fmt: skip
+
+
+def test_sweep_overhead_block_on_a_constructed_record_and_before_it_is_measured(
+    tmp_path: Path,
+) -> None:
+    text = figures.render_optional_bench_block("sweep-overhead", tmp_path)
+    start, end = figures.markers("sweep-overhead")
+    line = "Not measured yet: `python reproduce/readme_figures.py bench sweep_overhead`."
+    assert text == f"{start}\n{line}\n{end}"
+    record = _record("sweep_overhead", _sweep_overhead_result())
+    (tmp_path / "sweep_overhead.json").write_text(json.dumps(record))
+    block = figures.render_optional_bench_block("sweep-overhead", tmp_path)
+    assert (
+        "- **(a) sweep against separate runs**: 3 jobs of one sweep (basic launcher) took 28.0 s "
+        "against 31.0 s for the same 3 runs as separate `train` commands: ratio **0.90** (sweep "
+        "28.0, 29.0, 27.5 s; separate 30.0, 32.0, 31.0 s)." in block
+    )
+    assert (
+        "- **(b) joblib, 2 jobs at once**: 2 jobs with `hydra/launcher=joblib` "
+        "(`hydra.launcher.n_jobs=2`, 1 thread each) took 13.0 s against 12.0 s for one job with "
+        "1 thread: ratio **1.08** on 2 cores (2 jobs 13.0, 12.0, 14.0 s; 1 job 12.0, 12.5, "
+        "11.5 s)." in block
+    )
+    assert figures._bench_threads("sweep_overhead", record["result"]) == (
+        "2 torch threads per run in (a), 1 per job in (b)"
+    )
