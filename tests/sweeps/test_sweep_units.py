@@ -21,7 +21,7 @@ from pml_proxy_anchor.sweeps.experiment import (
     read_chosen_lr,
 )
 from pml_proxy_anchor.sweeps.job import THREADS_ENV, job_threads
-from pml_proxy_anchor.training.config import _parse_value
+from pml_proxy_anchor.training.config_overrides import parse_value
 
 
 @pytest.mark.parametrize(
@@ -29,7 +29,7 @@ from pml_proxy_anchor.training.config import _parse_value
     [4, 0.0001, 1e-12, -3.5, True, None, "3", "a b", "/x/y", [1, 2], {"A": {"m": 2}}, math.inf],
 )
 def test_values_reach_the_loader_unchanged(value: object) -> None:
-    assert _parse_value(format_value(value)) == value
+    assert parse_value(format_value(value)) == value
 
 
 def test_hydra_overrides_become_loader_overrides() -> None:

@@ -260,3 +260,184 @@ def test_omniglot_data_typos_are_named() -> None:
         load_config(CONFIGS / "omniglot.yaml", ["data.setting=unseen"])
     with pytest.raises(UserError, match=r"Did you mean data\.class_rotations"):
         load_config(CONFIGS / "omniglot.yaml", ["data.class_rotation=2"])
+
+
+# ---------------------------------------------------------------------- Hydra composition
+def test_a_copied_config_prefers_a_sibling_base_yaml(tmp_path: Path) -> None:
+    (tmp_path / "mine.yaml").write_text((CONFIGS / "omniglot.yaml").read_text())
+    base = (CONFIGS / "base.yaml").read_text()
+    assert "  seed: 1\n" in base
+    (tmp_path / "base.yaml").write_text(base.replace("  seed: 1\n", "  seed: 7\n"))
+    assert load_config(tmp_path / "mine.yaml").train.seed == 7  # the sibling base.yaml
+    assert load_config(CONFIGS / "omniglot.yaml").train.seed == 1  # the built-in base
+
+
+def test_self_placed_first_lets_the_defaults_override_the_file(tmp_path: Path) -> None:
+    body = "data: {name: omniglot}\nmodel: {backbone: small_cnn}\ntrain: {epochs: 3}\n"
+    (tmp_path / "last.yaml").write_text("defaults: [base]\n" + body)
+    (tmp_path / "first.yaml").write_text("defaults: [_self_, base]\n" + body)
+    assert load_config(tmp_path / "last.yaml").train.epochs == 3  # _self_ last: the default
+    assert load_config(tmp_path / "first.yaml").train.epochs == 60  # base.yaml's value wins
+
+
+def test_a_group_entry_with_a_global_package_is_composed(tmp_path: Path) -> None:
+    (tmp_path / "budget").mkdir()
+    (tmp_path / "budget" / "short.yaml").write_text("# @package _global_\ntrain: {epochs: 2}\n")
+    (tmp_path / "budget" / "long.yaml").write_text("# @package _global_\ntrain: {epochs: 90}\n")
+    (tmp_path / "mine.yaml").write_text(
+        "defaults: [base, {budget: short}]\ndata: {name: omniglot}\nmodel: {backbone: small_cnn}\n"
+    )
+    assert load_config(tmp_path / "mine.yaml").train.epochs == 2
+    (tmp_path / "typo.yaml").write_text("defaults: [base, {budget: shrot}]\n")
+    with pytest.raises(FileNotFoundError, match=r"lists 'budget/shrot'.*Did you mean short\?"):
+        load_config(tmp_path / "typo.yaml")
+
+
+@pytest.mark.parametrize(
+    ("entry", "siblings", "message"),
+    [
+        ("bse", (), r"lists 'bse' in its `defaults:`.*Did you mean base\?.*built-in config: base,"),
+        ("cub200_bninceptoin", (), r"Did you mean cub200_bninception or "),
+        ("my_bsae", ("my_base",), r"Did you mean my_base or base\?"),
+    ],
+)
+def test_a_typo_in_defaults_names_the_closest_files(
+    tmp_path: Path, entry: str, siblings: tuple[str, ...], message: str
+) -> None:
+    from pml_proxy_anchor.training import ConfigFileNotFoundError
+
+    for name in siblings:
+        (tmp_path / f"{name}.yaml").write_text("train: {epochs: 2}\n")
+    (tmp_path / "mine.yaml").write_text(f"defaults: [{entry}]\ndata: {{name: omniglot}}\n")
+    with pytest.raises(ConfigFileNotFoundError, match=message):
+        load_config(tmp_path / "mine.yaml")
+
+
+def test_defaults_that_include_each_other_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("defaults: [b]\n")
+    (tmp_path / "b.yaml").write_text("defaults: [a]\n")
+    with pytest.raises(ConfigValueError, match=r"include each other in a cycle"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_a_file_that_is_no_mapping_is_named(tmp_path: Path) -> None:
+    (tmp_path / "mine.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigValueError, match=r"mine\.yaml must hold a mapping"):
+        load_config(tmp_path / "mine.yaml")
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "value"),
+    [
+        ("optimizer.lr=1e-3", "optimizer.lr", 1e-3),
+        ("train.grad_clip=null", "train.grad_clip", None),
+        ("train.epochs=int(3.0)", "train.epochs", 3),
+        ("++train.epochs=4", "train.epochs", 4),
+        ("++model.extra=1", "model.extra", 1),
+        ("run_dir='runs/a,b'", "run_dir", "runs/a,b"),  # a quoted string keeps its comma
+        ("run_dir=runs/lr=1e-4", "run_dir", "runs/lr=1e-4"),  # not Hydra's grammar: YAML
+        ("data.root='/my data'", "data.root", "/my data"),
+        ("train.epochs=${train.seed}", "train.epochs", 1),  # an interpolation, resolved
+        ("eval.k_values=[1, 2, 4]", "eval.k_values", [1, 2, 4]),
+        (
+            "loss={ProxyAnchorLoss: {alpha: 16}}",  # the same class: merged
+            "loss",
+            {"ProxyAnchorLoss": {"margin": 0.1, "alpha": 16}},
+        ),
+    ],
+)
+def test_overrides_use_hydras_grammar(override: str, key: str, value: object) -> None:
+    from omegaconf import OmegaConf
+
+    cfg = load_config(CONFIGS / "omniglot.yaml", [override])
+    found = OmegaConf.select(cfg, key)
+    assert (OmegaConf.to_container(found) if OmegaConf.is_config(found) else found) == value
+
+
+def test_tilde_deletes_a_key_but_not_a_key_of_the_schema() -> None:
+    cfg = load_config(CONFIGS / "omniglot.yaml", ["~model.pool_last"])
+    assert "pool_last" not in cfg.model and "channels" in cfg.model
+    gone = load_config(CONFIGS / "omniglot.yaml", ["~loss.ProxyAnchorLoss.alpha"])
+    assert dict(gone.loss.ProxyAnchorLoss) == {"margin": 0.1}  # the class default applies
+    with pytest.raises(ConfigKeyError, match=r"train\.seed is a key of the config schema.*is 1"):
+        load_config(CONFIGS / "omniglot.yaml", ["~train.seed"])
+    with pytest.raises(ConfigValueError, match=r"model\.pool_last is False, not True"):
+        load_config(CONFIGS / "omniglot.yaml", ["~model.pool_last=true"])
+    with pytest.raises(ConfigKeyError, match=r"'model\.pool_lst'.*Did you mean model\.pool_last"):
+        load_config(CONFIGS / "omniglot.yaml", ["~model.pool_lst"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("eval.k_values=1,2,4", r"several values.*Fix: a list is eval\.k_values=\[1,2,4\]"),
+        ("train.seed=range(1,4)", r"several values .*pml-proxy-anchor sweep"),
+        ("model@x=1", r"a package \(@\.\.\.\) applies to config groups"),
+        ("train.epochs=[1", r"not valid in Hydra's override grammar: .*\[1"),
+    ],
+)
+def test_overrides_outside_a_single_runs_grammar_are_refused(override: str, message: str) -> None:
+    with pytest.raises(ConfigValueError, match=message):
+        load_config(CONFIGS / "omniglot.yaml", [override])
+
+
+def test_loading_writes_nothing_and_keeps_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import warnings
+
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.version import VersionBase
+
+    monkeypatch.chdir(tmp_path)
+    version_base = VersionBase.instance().version_base
+    initialized = GlobalHydra.instance().is_initialized()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no Hydra warning (`_self_`, version_base) either
+        cfg = load_config("omniglot", ["train.epochs=1"])
+    assert cfg.train.epochs == 1
+    assert Path.cwd() == tmp_path and list(tmp_path.iterdir()) == []  # no outputs/, no logs
+    assert VersionBase.instance().version_base is version_base
+    assert GlobalHydra.instance().is_initialized() is initialized
+
+
+def test_load_config_works_inside_a_running_hydra_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Hydra task function (as a sweep job is) loads a training config: Hydra's global state
+    (its config, the working directory) is the job's before and after."""
+    import sys
+
+    import hydra
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    (tmp_path / "job.yaml").write_text("epochs: 2\n")
+    seen: dict[str, object] = {}
+
+    @hydra.main(version_base="1.3", config_path=str(tmp_path), config_name="job")
+    def task(job_cfg: object) -> None:
+        seen["hydra"] = GlobalHydra.instance().is_initialized()
+        run_dir = HydraConfig.get().run.dir
+        seen["cfg"] = load_config("omniglot", [f"train.epochs={job_cfg.epochs}"])  # type: ignore[attr-defined]
+        seen["same_job"] = HydraConfig.get().run.dir == run_dir
+        seen["cwd"] = Path.cwd()
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "job",
+            f"hydra.run.dir={tmp_path / 'job_out'}",
+            "hydra.output_subdir=null",
+            "hydra/job_logging=none",
+            "hydra/hydra_logging=none",
+        ],
+    )
+    try:
+        task()
+    finally:
+        GlobalHydra.instance().clear()
+    assert seen["hydra"] is True and seen["same_job"] is True and seen["cwd"] == tmp_path
+    assert seen["cfg"].train.epochs == 2 and seen["cfg"].data.name == "omniglot"  # type: ignore[attr-defined]
