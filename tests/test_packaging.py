@@ -39,11 +39,15 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 BUILTIN = {
     "cars196_bninception",
     "cars196_resnet50",
+    "cars196_vit_s16",
     "cub200_bninception",
     "cub200_resnet50",
+    "cub200_vit_s16",
     "inshop_bninception",
+    "inshop_vit_s16",
     "omniglot",
     "sop_bninception",
+    "sop_vit_s16",
 }
 # Top-level module -> the distribution that provides it.
 DISTRIBUTIONS = {
@@ -62,6 +66,7 @@ DISTRIBUTIONS = {
     "yaml": "pyyaml",
     "sklearn": "scikit-learn",
     "hydra": "hydra-core",
+    "timm": "timm",
 }
 # The sweep layer: experiments, the method group, chosen learning rates, launcher configs.
 SWEEP_FILES = (

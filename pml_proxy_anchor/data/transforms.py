@@ -15,6 +15,14 @@ Pixels:
   (0.229, 0.224, 0.225);
 - ``small_cnn``: one grayscale channel in 0..1, resized to ``image_size`` (default 28), normalised
   with mean 0.5 and std 0.5, no augmentation (the small CPU backbone used for tests and Omniglot).
+
+``timm/<name>`` backbones take everything from the model's pretrained config
+(:func:`~pml_proxy_anchor.models.timm_backbone.timm_data_config`): RGB in 0..1 normalised with its
+mean/std; train ``RandomResizedCrop(crop_size, scale=(0.2, 1))`` with its interpolation + flip (the
+crop scale of HIER's and Hyp-ViT's ViT runs); test ``Resize(resize_size)`` + ``CenterCrop``. The
+crop defaults to the config's input size (224 for ViT-S/16), the resize to
+``floor(crop / crop_pct)`` (timm's rule); ``data.crop_size`` / ``data.resize_size`` override them
+(``data.crop_size`` must equal a ViT's ``model.img_size``).
 """
 
 from __future__ import annotations
@@ -26,12 +34,14 @@ import torch
 from torchvision import transforms as T
 
 from pml_proxy_anchor.models.build import BACKBONES
+from pml_proxy_anchor.models.timm_backbone import eval_resize_size, timm_data_config, timm_name
 
 from .errors import DataConfigError
 
 BN_INCEPTION_MEAN_BGR = (104.0, 117.0, 128.0)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+TIMM_CROP_SCALE = (0.2, 1.0)  # RandomResizedCrop scale of HIER's and Hyp-ViT's ViT training
 
 
 class RGBToBGR255:
@@ -54,21 +64,45 @@ def _geometry(train: bool, crop_size: int, resize_size: int | None) -> list[Call
     return [T.Resize(resize_size), T.CenterCrop(crop_size)]
 
 
+def _timm_transform(
+    name: str, train: bool, crop_size: int | None, resize_size: int | None
+) -> T.Compose:
+    config = timm_data_config(name)
+    crop = crop_size if crop_size is not None else int(config["input_size"][-1])
+    try:
+        interpolation = T.InterpolationMode(config["interpolation"])
+    except ValueError:  # e.g. timm's "random"
+        interpolation = T.InterpolationMode.BICUBIC
+    if train:
+        geometry = [
+            T.RandomResizedCrop(crop, scale=TIMM_CROP_SCALE, interpolation=interpolation),
+            T.RandomHorizontalFlip(),
+        ]
+    else:
+        resize = resize_size or eval_resize_size(crop, float(config["crop_pct"]))
+        geometry = [T.Resize(resize, interpolation=interpolation), T.CenterCrop(crop)]
+    normalize = T.Normalize(mean=tuple(config["mean"]), std=tuple(config["std"]))
+    return T.Compose([*geometry, T.ToTensor(), normalize])
+
+
 def build_transform(
     backbone: str,
     train: bool,
     *,
-    crop_size: int = 224,
+    crop_size: int | None = None,
     resize_size: int | None = None,
     image_size: int = 28,
 ) -> T.Compose:
-    """The transform for ``backbone`` (``"bn_inception"``, ``"resnet50"`` or ``"small_cnn"``).
+    """The transform for ``backbone`` (``"bn_inception"``, ``"resnet50"``, ``"small_cnn"`` or
+    ``"timm/<name>"``).
 
     Args:
         backbone: the backbone the images are fed to.
         train: the training transform (random crop and flip) or the test one (resize, centre crop).
-        crop_size: the side of the crop (224; 256 for the HORDE-comparison variant).
-        resize_size: the test-time resize before the centre crop (256 for a 224 crop by default).
+        crop_size: the side of the crop (None: 224; 256 for the HORDE-comparison variant; a timm
+            model's input size for ``timm/<name>``).
+        resize_size: the test-time resize before the centre crop (256 for a 224 crop by default;
+            ``floor(crop / crop_pct)`` of the pretrained config for ``timm/<name>``).
         image_size: the side of the square images of ``small_cnn``.
 
     Returns:
@@ -76,16 +110,21 @@ def build_transform(
 
     Raises:
         DataConfigError: an unknown backbone, or a size that is not a positive integer.
+        ModelConfigError: an unknown timm model (with timm's closest names).
     """
     for key, value in (
         ("crop_size", crop_size),
         ("resize_size", resize_size),
         ("image_size", image_size),
     ):
-        if value is None and key == "resize_size":
+        if value is None and key in ("crop_size", "resize_size"):
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise DataConfigError(f"data.{key} must be a positive integer, got {value!r}.")
+    name = timm_name(backbone)
+    if name is not None:
+        return _timm_transform(name, train, crop_size, resize_size)
+    crop_size = 224 if crop_size is None else crop_size
     if backbone == "bn_inception":
         return T.Compose(
             [
@@ -113,5 +152,6 @@ def build_transform(
             ]
         )
     raise DataConfigError(
-        f"unknown backbone {backbone!r} for the image transform; expected one of {list(BACKBONES)}."
+        f"unknown backbone {backbone!r} for the image transform; expected one of {list(BACKBONES)} "
+        "or timm/<name>."
     )

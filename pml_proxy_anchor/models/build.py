@@ -2,25 +2,30 @@
 
 PML's trainers take the two as ``models={"trunk": trunk, "embedder": embedder}``: the trunk maps
 images to a feature map ``(B, C, H, W)``, the embedder (:class:`~.head.EmbeddingHead`) maps it to
-L2-normalised embeddings. Warm-up ("train only the embedding layer and the proxies") therefore
-means freezing the trunk's parameters (``training.hooks.WarmupFreeze``).
+L2-normalised embeddings; a trunk that returns one vector per image (``pooled``: a timm ViT's CLS
+token) gets a :class:`~.token_head.TokenHead` instead. Warm-up ("train only the embedding layer and
+the proxies") therefore means freezing the trunk's parameters (``training.hooks.WarmupFreeze``).
 
 The backbones are the entries of one table, :data:`BACKBONES` (name -> :class:`Backbone`), looked
-up with :func:`pml_proxy_anchor.registry.choose` (unknown names get a did-you-mean hint).
+up with :func:`pml_proxy_anchor.registry.choose` (unknown names get a did-you-mean hint), plus any
+timm model as ``timm/<name>`` (:mod:`.timm_backbone`; did-you-mean over timm's names), which the
+table returns on lookup without listing it.
 
 ``model_cfg`` keys:
 
-- ``backbone``: ``bn_inception`` | ``resnet50`` | ``small_cnn`` (required).
+- ``backbone``: ``bn_inception`` | ``resnet50`` | ``small_cnn`` | ``timm/<name>`` (required).
 - ``embedding_size``: output dimension (default 512).
 - ``pretrained``: a local weight file; for ``resnet50`` also a torchvision weight name such as
   ``IMAGENET1K_V1``; or ``none`` (any case) to start from random weights. ``bn_inception`` and
   ``resnet50`` refuse ``null`` (the key left unset): the paper starts them from ImageNet weights,
   and a run from random weights silently loses tens of points (docs/paper.md section 2).
-  ``small_cnn`` takes ``null`` as random weights.
+  ``small_cnn`` takes ``null`` as random weights. ``timm/<name>``: a local file, ``timm`` (timm's
+  own download) or ``none``; ``null`` is refused (the ViT papers start from pretrained weights).
 - ``bn_freeze``: keep the trunk's BatchNorm layers in eval mode (default false); for ``resnet50``
   their affine parameters are frozen too when the model is built, as in the authors' code, until
   the end of the warm-up (docs/paper.md section 2).
 - ``normalize``: L2-normalise the embeddings (default true).
+- ``img_size``, ``drop_path_rate``, ``pool``: ``timm/<name>`` only (:mod:`.timm_backbone`).
 - any other key is passed to ``SmallCNN`` for ``small_cnn`` and refused for the other backbones.
 
 The BN-Inception ImageNet classifier (``last_linear``) is removed after the weights are loaded, so
@@ -29,6 +34,7 @@ the trunk's state_dict is the file's minus ``last_linear.*`` (and ResNet's lacks
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -49,6 +55,9 @@ from .errors import ModelConfigError, WeightsRequiredError
 from .head import EmbeddingHead
 from .resnet import RESNET50_V1_FILENAME, RESNET50_V1_URL, resnet50_trunk
 from .small_cnn import SmallCNN
+from .timm_backbone import OPTION_KEYS as TIMM_OPTION_KEYS
+from .timm_backbone import TIMM_WEIGHTS, build_timm_trunk, timm_name
+from .token_head import TokenHead
 from .weights import load_state_dict_checked, read_state_dict
 
 _COMMON_KEYS = ("backbone", "embedding_size", "pretrained", "bn_freeze", "normalize")
@@ -70,6 +79,7 @@ class Backbone:
             this backbone from ImageNet weights.
         where_to_get_weights: how to obtain the weight file, for the error when it is missing.
         takes_options: extra ``model:`` keys go to the constructor (else they are refused).
+        option_keys: the extra ``model:`` keys ``build`` takes (the others are refused).
     """
 
     name: str
@@ -78,6 +88,7 @@ class Backbone:
     weights_required: bool
     where_to_get_weights: str = ""
     takes_options: bool = False
+    option_keys: tuple[str, ...] = ()
 
 
 def _build_bn_inception(weights: str | None, options: dict[str, Any]) -> nn.Module:
@@ -113,8 +124,19 @@ def _build_small_cnn(weights: str | None, options: dict[str, Any]) -> nn.Module:
     return trunk
 
 
-BACKBONES: dict[str, Backbone] = {
-    backbone.name: backbone
+class BackboneTable(dict[str, Backbone]):
+    """The table of backbones by name; a lookup of ``timm/<name>`` (not listed: any timm model)
+    returns :func:`timm_backbone` of it."""
+
+    def __missing__(self, key: str) -> Backbone:
+        name = timm_name(key)
+        if name is None:
+            raise KeyError(key)
+        return timm_backbone(name)
+
+
+BACKBONES: BackboneTable = BackboneTable(
+    (backbone.name, backbone)
     for backbone in (
         Backbone(
             "bn_inception",
@@ -148,7 +170,23 @@ BACKBONES: dict[str, Backbone] = {
             takes_options=True,
         ),
     )
-}
+)
+
+
+def timm_backbone(name: str) -> Backbone:
+    """The :class:`Backbone` of ``timm/<name>`` (not in :data:`BACKBONES`: any timm model)."""
+    return Backbone(
+        f"timm/{name}",
+        functools.partial(build_timm_trunk, name),
+        freeze_affine=False,
+        weights_required=True,
+        where_to_get_weights=(
+            f"pass model.pretrained={TIMM_WEIGHTS} to let timm download the weights of {name} "
+            "(cached; needs network once), or model.pretrained=/path/to/a state_dict file of "
+            "that model"
+        ),
+        option_keys=TIMM_OPTION_KEYS,
+    )
 
 
 def resolve_pretrained(backbone: Backbone, pretrained: Any) -> str | None:
@@ -164,10 +202,10 @@ def resolve_pretrained(backbone: Backbone, pretrained: Any) -> str | None:
     if pretrained is None:
         if backbone.weights_required:
             raise WeightsRequiredError(
-                f"model.pretrained is not set for model.backbone={backbone.name!r}: the paper's "
-                "runs start from ImageNet weights, and a run from random weights loses tens of "
-                f"points of Recall@K. Fix: {backbone.where_to_get_weights}. To train from random "
-                f"weights on purpose, pass model.pretrained={RANDOM_WEIGHTS}."
+                f"model.pretrained is not set for model.backbone={backbone.name!r}: the papers' "
+                "runs start from pretrained (ImageNet) weights, and a run from random weights "
+                f"loses tens of points of Recall@K. Fix: {backbone.where_to_get_weights}. To "
+                f"train from random weights on purpose, pass model.pretrained={RANDOM_WEIGHTS}."
             )
         return None
     if isinstance(pretrained, os.PathLike):
@@ -206,16 +244,22 @@ def _embedding_size(cfg: dict[str, Any]) -> int:
 def _backbone(name: Any) -> Backbone:
     if name is None:
         raise ModelConfigError(
-            f"model.backbone is not set; expected one of {', '.join(BACKBONES)}."
+            f"model.backbone is not set; expected one of {', '.join(BACKBONES)} or timm/<name>."
         )
+    model_name = timm_name(name)
+    if model_name is not None:
+        return timm_backbone(model_name)
     try:
         return choose(name, BACKBONES, "model.backbone")
     except RegistryError as exc:
         raise ModelConfigError(str(exc)) from None
 
 
-def build_model(model_cfg: Mapping[str, Any]) -> tuple[nn.Module, EmbeddingHead]:
+def build_model(model_cfg: Mapping[str, Any]) -> tuple[nn.Module, EmbeddingHead | TokenHead]:
     """Build ``(trunk, embedder)`` from the ``model:`` config section (keys in the module doc).
+
+    The embedder is a :class:`~.token_head.TokenHead` for a trunk whose ``pooled`` attribute is
+    true (one vector per image), an :class:`~.head.EmbeddingHead` otherwise.
 
     Raises:
         ModelConfigError: unknown backbone or key (with the closest valid name), a value of the
@@ -233,17 +277,20 @@ def build_model(model_cfg: Mapping[str, Any]) -> tuple[nn.Module, EmbeddingHead]
     bn_freeze = _flag(cfg, "bn_freeze", False)
     normalize = _flag(cfg, "normalize", True)
     pretrained = cfg.pop("pretrained", None)
-    if cfg and not backbone.takes_options:
-        hints = {key: close_matches(key, _COMMON_KEYS, n=1) for key in sorted(cfg)}
+    unknown = sorted(key for key in cfg if key not in backbone.option_keys)
+    if unknown and not backbone.takes_options:
+        known = (*_COMMON_KEYS, *backbone.option_keys)
+        hints = {key: close_matches(key, known, n=1) for key in unknown}
         hint = "".join(f" Did you mean {m[0]!r} for {k!r}?" for k, m in hints.items() if m)
         raise ModelConfigError(
-            f"unknown key(s) {sorted(cfg)} in the model config for backbone {backbone.name!r}; "
-            f"expected only {', '.join(_COMMON_KEYS)}.{hint}"
+            f"unknown key(s) {unknown} in the model config for backbone {backbone.name!r}; "
+            f"expected only {', '.join(known)}.{hint}"
         )
     weights = resolve_pretrained(backbone, pretrained)
 
     trunk = backbone.build(weights, cfg)
     if bn_freeze:
         freeze_batchnorm(trunk, freeze_affine=backbone.freeze_affine)
-    embedder = EmbeddingHead(int(trunk.out_channels), embedding_size, normalize=normalize)
+    head = TokenHead if getattr(trunk, "pooled", False) else EmbeddingHead
+    embedder = head(int(trunk.out_channels), embedding_size, normalize=normalize)
     return trunk, embedder
