@@ -241,6 +241,7 @@ BENCHMARKS = (
     "distributed_scaling",
     "trainer_overhead",
     "sweep_overhead",
+    "loader_speed",
 )
 
 
@@ -253,6 +254,11 @@ def _bench_threads(name: str, result: Mapping[str, Any]) -> str:
         return f"{n} torch + faiss thread(s) per contender" if n else "library default threads"
     if name == "distributed_scaling":
         return f"{result['meta']['threads_per_process']} torch thread(s) per process"
+    if name == "loader_speed":
+        return (
+            f"{result['threads']} torch thread per worker contender, "
+            f"{result['loader_threads']} in the DataLoader's main process"
+        )
     if name == "sweep_overhead":
         return (
             f"{result['threads']} torch threads per run in (a), "
@@ -394,6 +400,7 @@ BENCH_BLOCKS = {  # README block -> the benchmark whose results file it is rende
     "trainer-overhead": "trainer_overhead",
     "distributed-scaling": "distributed_scaling",
     "eval-speed": "eval_speed",
+    "loader-speed": "loader_speed",
 }
 MACHINE_KEYS = ("cpu", "cores", "threads", "torch", "date", "load_average_at_start")
 NOISY = 2.0  # slowest / fastest timed call above which a shape's times are flagged as noise
@@ -618,12 +625,23 @@ def _render_sweep_overhead(record: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _render_loader_speed(record: Mapping[str, Any]) -> list[str]:
+    r = record["result"]
+    return [
+        bench_script("loader_speed").format_table(r),
+        "",
+        f"One worker feeds about {r['per_worker_images_per_s']:.0f} images/s; "
+        f"`default_num_workers()` gives {r['default_num_workers']} on this machine.",
+    ]
+
+
 BENCH_RENDERERS = {
     "loss_speed": _render_loss_speed,
     "eval_speed": _render_eval_speed,
     "distributed_scaling": _render_distributed_scaling,
     "trainer_overhead": _render_trainer_overhead,
     "sweep_overhead": _render_sweep_overhead,
+    "loader_speed": _render_loader_speed,
 }
 #: README blocks whose benchmark may not have been measured yet: a line says so until it is.
 OPTIONAL_BENCH_BLOCKS = {"sweep-overhead": "sweep_overhead"}

@@ -23,3 +23,22 @@ def seed_global_generators() -> None:
     random.seed(GLOBAL_SEED)
     np.random.seed(GLOBAL_SEED)
     torch.manual_seed(GLOBAL_SEED)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``cuda`` marker (``pytest -m cuda`` runs only those tests)."""
+    config.addinivalue_line(
+        "markers",
+        "cuda: needs a CUDA GPU; skipped (and counted as skipped) without one "
+        "(reproduce/gpu_check.sh runs them with `pytest -m cuda`)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the tests marked ``cuda`` when ``torch.cuda.is_available()`` is False."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)

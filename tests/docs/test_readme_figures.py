@@ -250,6 +250,20 @@ def _trainer_result() -> dict[str, Any]:
             "median_s": medians, "times_s": times}  # fmt: skip
 
 
+def _loader_result() -> dict[str, Any]:
+    results = [{"contender": "pil/bn_inception", "per_worker": True, "images_per_s": 200.0}]
+    workers = [{"num_workers": 1, "startup_s": 0.25, "images_per_s": 125.0}]
+    return {"threads": 1, "loader_threads": 2, "batch": 16, "results": results, "workers": workers,
+            "per_worker_images_per_s": 200.0, "default_num_workers": 1}  # fmt: skip
+
+
+def test_loader_speed_block_on_a_constructed_record() -> None:
+    block = figures.render_bench_block("loader-speed", _record("loader_speed", _loader_result()))
+    assert "| pil/bn_inception (one worker) | 200 | 5.0 |" in block
+    assert "| DataLoader, num_workers=1 (start-up 0.25 s) | 125 | 8.0 |" in block
+    assert "One worker feeds about 200 images/s; `default_num_workers()` gives 1" in block
+
+
 def test_distributed_scaling_and_trainer_overhead_blocks_on_constructed_records() -> None:
     record = _record("distributed_scaling", _distributed_result())
     block = figures.render_bench_block("distributed-scaling", record)
@@ -297,7 +311,7 @@ def _write_bench_dir(bench_dir: Path) -> None:
     bench_dir.mkdir()
     results = {"loss_speed": _loss_result(), "eval_speed": _eval_result(),
                "distributed_scaling": _distributed_result(),
-               "trainer_overhead": _trainer_result()}  # fmt: skip
+               "trainer_overhead": _trainer_result(), "loader_speed": _loader_result()}  # fmt: skip
     for name, result in results.items():
         (bench_dir / f"{name}.json").write_text(json.dumps(_record(name, result)))
 

@@ -265,7 +265,7 @@ def test_bad_approximate_index_is_refused(index: object, match: str) -> None:
         calc.get_accuracy(torch.from_numpy(x), torch.from_numpy(y))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 @pytest.mark.parametrize("scale", [1.0, 1e30, 1e-30])
 def test_cuda_gives_the_cpu_values(scale: float) -> None:
     x, y = _data(n=120, classes=12)
