@@ -4,6 +4,7 @@
   overrides, unknown keys refused; :func:`builtin_configs` lists the names.
 - :func:`run` -- one training run (PML ``MetricLossOnly``, tester, logging, checkpoints, resume).
 - :func:`evaluate` -- Recall@K of a finished run's best (or last) checkpoint.
+- :class:`Precision` -- ``train.precision`` (fp32, tf32, bf16, fp16): autocast, loss scaling, TF32.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from pml_proxy_anchor.training.errors import (
     RunDirectoryExistsError,
 )
 from pml_proxy_anchor.training.evaluate import evaluate
+from pml_proxy_anchor.training.precision import Precision, PrecisionNotSupportedError
 from pml_proxy_anchor.training.record import RunFileWriteError
 from pml_proxy_anchor.training.run import RunInterrupted, run
+from pml_proxy_anchor.training.speed import CompileError
 
 __all__ = [
     "CheckpointNotFoundError",
+    "CompileError",
     "ConfigFileNotFoundError",
     "ConfigKeyError",
     "ConfigMismatchError",
@@ -33,6 +37,8 @@ __all__ = [
     "CorruptCheckpointError",
     "DeviceNotAvailableError",
     "NonFiniteLossError",
+    "Precision",
+    "PrecisionNotSupportedError",
     "RunDirectoryExistsError",
     "RunFileWriteError",
     "RunInterrupted",

@@ -23,11 +23,14 @@ each slot checked for its kind, errors naming the config key).
   at ``lr * proxy_lr_multiplier`` and ``proxy_weight_decay`` (null: ``weight_decay``, as in the
   paper; 0 keeps weight decay off the proxies), and one ``StepLR`` per optimizer named
   ``<name>_scheduler_by_epoch``;
-- :func:`build_tester`: PML's ``GlobalEmbeddingSpaceTester`` with the Recall@K calculator.
+- :func:`build_tester`: PML's ``GlobalEmbeddingSpaceTester`` with the Recall@K calculator;
+- :func:`resolve_num_workers`: ``train.num_workers``, ``auto`` resolved for the device by
+  :func:`pml_proxy_anchor.data.workers.default_num_workers`.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -273,13 +276,34 @@ def build_accuracy_calculator(cfg: DictConfig) -> Any:
     return calculator_for(str(cfg.data.name))
 
 
+def resolve_num_workers(cfg: DictConfig, device: torch.device) -> int:
+    """``train.num_workers``; ``auto``: :func:`~pml_proxy_anchor.data.workers.default_num_workers`
+    for the training processes sharing this machine's CPUs: torchrun's ``LOCAL_WORLD_SIZE`` (one
+    per GPU, or several CPU processes), else this one process (``gpus=1`` on a GPU, ``0`` on the
+    CPU, which the rule counts alike: one CPU is left to the training process)."""
+    from pml_proxy_anchor.data.workers import default_num_workers
+
+    value = cfg.train.num_workers
+    if value != "auto":
+        return int(value)
+    if distributed.get_world_size() > 1:
+        return default_num_workers(gpus=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return default_num_workers(gpus=1 if device.type == "cuda" else 0)
+
+
 def build_tester(
-    cfg: DictConfig, device: torch.device, end_of_testing_hook: Any = None
+    cfg: DictConfig,
+    device: torch.device,
+    end_of_testing_hook: Any = None,
+    num_workers: int | None = None,
 ) -> testers.GlobalEmbeddingSpaceTester:
-    """PML's ``GlobalEmbeddingSpaceTester`` with the Recall@K calculator."""
+    """PML's ``GlobalEmbeddingSpaceTester`` with the Recall@K calculator; ``num_workers``
+    (default: :func:`resolve_num_workers`) loads the evaluation splits."""
+    if num_workers is None:
+        num_workers = resolve_num_workers(cfg, device)
     return testers.GlobalEmbeddingSpaceTester(
         batch_size=int(cfg.eval.batch_size),
-        dataloader_num_workers=int(cfg.train.num_workers),
+        dataloader_num_workers=int(num_workers),
         data_device=device,
         accuracy_calculator=build_accuracy_calculator(cfg),
         end_of_testing_hook=end_of_testing_hook,

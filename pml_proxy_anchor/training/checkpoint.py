@@ -1,8 +1,10 @@
 """Atomic checkpoints: the full training state every epoch, the best model by Recall@1.
 
 ``checkpoints/last.pt`` (rewritten at the end of every epoch) holds everything ``--resume`` needs:
-the models (trunk, embedder), the loss state (the proxies), optimizers, lr schedulers, the epoch,
-the RNG states of python/numpy/torch, the per-epoch history and the best epoch so far.
+the models (trunk, embedder), the loss state (the proxies), optimizers, lr schedulers, the fp16
+loss scaler (``scaler``: its scale and growth tracker, ``{}`` in the other precisions; absent in
+checkpoints written before it was saved, which still load), the epoch, the RNG states of
+python/numpy/torch, the per-epoch history and the best epoch so far.
 ``checkpoints/best.pt`` holds the model and loss weights of the epoch with the best Recall@1.
 Files are written with :func:`~.record.write_atomic` (a temporary file in the same folder,
 flushed to disk, moved into place with ``os.replace``), so a run killed at any moment, a full disk

@@ -88,6 +88,7 @@ from pml_proxy_anchor.training.errors import (
     ConfigKeyError,
     ConfigValueError,
 )
+from pml_proxy_anchor.training.precision import check_precision
 
 __all__ = [
     "BASE_CONFIG",
@@ -201,7 +202,8 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg, "train.epochs", int, minimum=1)
     _require(cfg, "train.batch_size", int, minimum=2)
     _require(cfg, "train.warm_epochs", int, minimum=0)
-    _require(cfg, "train.num_workers", int, minimum=0)
+    if cfg.train.num_workers != "auto":
+        _require(cfg, "train.num_workers", int, minimum=0, auto=True)
     _require(cfg, "train.seed", int, minimum=0)
     _require(cfg, "train.log_freq", int, minimum=1)
     _require(cfg, "scheduler.step", int, minimum=1)
@@ -217,10 +219,12 @@ def validate(cfg: DictConfig) -> None:
         if OmegaConf.select(cfg, key) is not None:
             _require(cfg, key, float if key.endswith("clip") else int, minimum=1e-12)
     _require(cfg, "train.dist_timeout_s", float, minimum=0.0, strict=True)
-    if not isinstance(cfg.train.bn_freeze, bool):
-        raise ConfigValueError(
-            f"config key train.bn_freeze={cfg.train.bn_freeze!r} must be true or false."
-        )
+    for key in ("bn_freeze", "channels_last", "compile"):
+        if not isinstance(cfg.train[key], bool):
+            raise ConfigValueError(
+                f"config key train.{key}={cfg.train[key]!r} must be true or false."
+            )
+    check_precision(cfg.train.precision)
     if not isinstance(cfg.train.device, str):
         raise ConfigValueError(
             f"config key train.device={cfg.train.device!r} must be auto, cpu, cuda or cuda:N."
@@ -334,13 +338,15 @@ def _require(
     minimum: float,
     strict: bool = False,
     maximum: float | None = None,
+    auto: bool = False,
 ) -> None:
     value = OmegaConf.select(cfg, key)
     ok_type = isinstance(value, (int, float)) if kind is float else isinstance(value, int)
     if isinstance(value, bool) or not ok_type:
+        what = "n integer" if kind is int else " number"
         raise ConfigValueError(
-            f"config key {key}={value!r} must be a{'n integer' if kind is int else ' number'}."
-            f" Fix: pass {key}=<{kind.__name__}>."
+            f"config key {key}={value!r} must be a{what}{' or auto' if auto else ''}."
+            f" Fix: pass {key}=<{kind.__name__}>{' or ' + key + '=auto' if auto else ''}."
         )
     if not math.isfinite(value):
         raise ConfigValueError(f"config key {key}={value!r} must be a finite number.")

@@ -40,7 +40,7 @@ DEFAULTS: dict[str, Any] = {
         "warm_epochs": 1,
         "bn_freeze": True,
         "grad_clip": 10.0,
-        "num_workers": 4,
+        "num_workers": "auto",  # auto: data.workers.default_num_workers for the device
         "seed": 1,
         "device": "auto",
         "iterations_per_epoch": None,
@@ -48,6 +48,9 @@ DEFAULTS: dict[str, Any] = {
         "log_freq": 50,
         "proxies": "replicated",
         "dist_timeout_s": 1800.0,
+        "precision": "fp32",  # fp32 | tf32 | bf16 | fp16 (training.precision)
+        "channels_last": False,  # speed switches (training.speed), off unless measured to win
+        "compile": False,
     },
     "eval": {"k_values": None, "batch_size": 128, "interval": 1},
 }

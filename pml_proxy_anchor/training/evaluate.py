@@ -3,7 +3,8 @@
 ``evaluate(path)`` rebuilds the model from the run's ``config.yaml`` (or the config stored in the
 checkpoint), loads the weights of ``checkpoints/best.pt`` (or ``last.pt``), embeds the test split
 (or In-Shop's query and gallery) with PML's ``GlobalEmbeddingSpaceTester`` and the Recall@K
-calculator, and for a run directory records the numbers under ``evaluation`` in
+calculator (in float32 without autocast, TF32 as the run's ``train.precision`` says: the numbers
+the run itself recorded), and for a run directory records the numbers under ``evaluation`` in
 ``results.json`` / ``results.md`` (beside the paper's) through the run's
 :class:`~.record.RunRecord` -- unless a live run holds the directory (its own record would
 overwrite them), in which case the numbers are only returned.
@@ -23,6 +24,7 @@ from pml_proxy_anchor.models import RANDOM_WEIGHTS
 from pml_proxy_anchor.training import builders, checkpoint
 from pml_proxy_anchor.training.config import load_config
 from pml_proxy_anchor.training.device import resolve_device
+from pml_proxy_anchor.training.precision import tf32_enabled
 from pml_proxy_anchor.training.record import RunRecord
 from pml_proxy_anchor.training.run_dir import CONFIG_FILE, RunDirectory
 
@@ -75,13 +77,14 @@ def evaluate(
         cfg = OmegaConf.merge(cfg, {"eval": {"batch_size": int(batch_size)}})
     _, splits = builders.build_datasets(cfg)
     tester = builders.build_tester(cfg, torch_device)
-    accuracies = tester.test(
-        splits.datasets,
-        int(state["epoch"]),
-        models["trunk"],
-        models["embedder"],
-        splits.splits_to_eval,
-    )
+    with tf32_enabled(cfg.train.precision == "tf32"):  # as the run evaluated (training.precision)
+        accuracies = tester.test(
+            splits.datasets,
+            int(state["epoch"]),
+            models["trunk"],
+            models["embedder"],
+            splits.splits_to_eval,
+        )
     metrics = builders.split_metrics(accuracies[splits.query_split])
     evaluation = {
         "checkpoint": Path(state["path"]).name,

@@ -66,6 +66,7 @@ from pml_proxy_anchor.training.config import load_config, to_dict
 from pml_proxy_anchor.training.device import resolve_device
 from pml_proxy_anchor.training.errors import (
     ConfigMismatchError,
+    ConfigValueError,
     DeviceNotAvailableError,
 )
 from pml_proxy_anchor.training.hooks import (
@@ -74,10 +75,12 @@ from pml_proxy_anchor.training.hooks import (
     chain_iteration_hooks,
     gradient_clippers,
 )
+from pml_proxy_anchor.training.precision import Precision
 from pml_proxy_anchor.training.record import RunRecord
 from pml_proxy_anchor.training.report import recall_keys
 from pml_proxy_anchor.training.run_dir import CONFIG_FILE, RunDirectory
 from pml_proxy_anchor.training.seed import rng_state, seed_everything, set_rng_state
+from pml_proxy_anchor.training.speed import use_channels_last
 from pml_proxy_anchor.training.trainer import ProxyAnchorTrainer
 
 T = TypeVar("T")
@@ -91,6 +94,8 @@ RESUMABLE_CHANGES = (
     "train.device",
     "train.proxies",  # checkpoints hold the full proxies either way
     "train.dist_timeout_s",
+    "train.channels_last",  # speed switches: the same arithmetic, another layout or compiler
+    "train.compile",
     "eval.batch_size",
 )
 
@@ -311,6 +316,8 @@ class Components:
     optimizers: dict[str, torch.optim.Optimizer]
     schedulers: dict[str, Any]
     ddp_models: dict[str, nn.Module]  # trunk and embedder in DDP; empty on one process
+    precision: Precision  # train.precision on the device: autocast, loss scaler, TF32
+    num_workers: int  # train.num_workers, "auto" resolved for the device
 
 
 def build_components(cfg: DictConfig, ctx: DistributedContext) -> Components:
@@ -320,11 +327,22 @@ def build_components(cfg: DictConfig, ctx: DistributedContext) -> Components:
     optimizer holds only the shard), DDP around trunk and embedder (built with the trunk's
     ``requires_grad`` flags of after the warm-up, so that the BatchNorm affine parameters that
     train from then on are averaged too; every rank starts from the same seed, DDP broadcasts
-    rank 0's weights).
+    rank 0's weights). ``train.precision`` is checked against the device first (bf16 on a GPU
+    without it, fp16 off CUDA); ``train.channels_last`` puts the models in channels-last layout.
     """
+    precision = Precision(str(cfg.train.precision), ctx.device)
+    if precision.scaler is not None and ctx.is_distributed and cfg.train.proxies == "sharded":
+        raise ConfigValueError(
+            "train.precision=fp16 with train.proxies=sharded on several processes is not "
+            "supported: each process would skip steps and change its loss scale on its own proxy "
+            "shard's gradients, and the scales would drift apart. Fix: train.precision=bf16, or "
+            "train.proxies=replicated."
+        )
     seed_everything(int(cfg.train.seed))
     train_set, evaluation = builders.build_datasets(cfg)
     models = builders.build_models(cfg, ctx.device)
+    if bool(cfg.train.channels_last):
+        use_channels_last(models)
     size = builders.embedding_size(models["embedder"], cfg)
     loss = builders.build_loss(cfg, train_set.num_classes, size, ctx.device)
     loss = builders.distribute_loss(cfg, loss)
@@ -346,6 +364,8 @@ def build_components(cfg: DictConfig, ctx: DistributedContext) -> Components:
         optimizers=optimizers,
         schedulers=schedulers,
         ddp_models=ddp_models,
+        precision=precision,
+        num_workers=builders.resolve_num_workers(cfg, ctx.device),
     )
 
 
@@ -372,7 +392,9 @@ def build_logging(cfg: DictConfig, run_dir: Path, parts: Components) -> Logging:
         save_models=False,  # checkpoints are ours: atomic, one file with the full state
         log_freq=int(cfg.train.log_freq),
     )
-    tester = builders.build_tester(cfg, parts.device, hooks.end_of_testing_hook)
+    tester = builders.build_tester(
+        cfg, parts.device, hooks.end_of_testing_hook, num_workers=parts.num_workers
+    )
     epoch_hook = hooks.end_of_epoch_hook(
         tester,
         parts.eval.datasets,
@@ -450,7 +472,7 @@ class TrainingRun:
             lr_schedulers=parts.schedulers,
             gradient_clippers=clippers,
             freeze_trunk_batchnorm=bool(cfg.train.bn_freeze),
-            dataloader_num_workers=int(cfg.train.num_workers),
+            dataloader_num_workers=parts.num_workers,
             end_of_iteration_hook=chain_iteration_hooks(
                 self.on_iteration_end, hooks.end_of_iteration_hook if hooks else None
             ),
@@ -462,6 +484,9 @@ class TrainingRun:
             ddp_models=parts.ddp_models,
             seed_rank=seed_rank,
             progress=self.is_main,
+            precision=parts.precision,
+            channels_last=bool(cfg.train.channels_last),
+            compile_trunk=bool(cfg.train.compile),
         )
 
     def release_ddp(self) -> None:
@@ -473,9 +498,15 @@ class TrainingRun:
     def train(self, resume_state: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Restore (when resuming), train to ``train.epochs``, write the results.
 
-        On any error or Ctrl-C, ``results.json`` records ``failed`` (with the reason) or
-        ``interrupted`` before the error goes on.
+        Training, evaluation and the plots run under the precision's TF32 setting
+        (:meth:`~.precision.Precision.math_mode`, restored afterwards). On any error or Ctrl-C,
+        ``results.json`` records ``failed`` (with the reason) or ``interrupted`` before the error
+        goes on.
         """
+        with self.parts.precision.math_mode():
+            return self._train(resume_state)
+
+    def _train(self, resume_state: Mapping[str, Any] | None) -> dict[str, Any]:
         start_epoch = self.restore(resume_state) if resume_state is not None else 1
         epochs = int(self.cfg.train.epochs)
         self.epoch_started = time.perf_counter()
@@ -529,6 +560,7 @@ class TrainingRun:
             ),
         )
         checkpoint.load_state_dicts(parts.schedulers, state["lr_schedulers"], "lr schedulers")
+        parts.precision.load_state_dict(state.get("scaler"))  # absent in older checkpoints
         set_rng_state(state["rng"])
         self.record.history = [dict(record) for record in state["history"]]
         self.record.best = dict(state["best"]) if state["best"] else None
@@ -671,6 +703,7 @@ class TrainingRun:
             **self.model_state(epoch, loss_state),
             "optimizers": dict(optimizer_states),
             "lr_schedulers": checkpoint.state_dicts(self.parts.schedulers),
+            "scaler": self.parts.precision.state_dict(),  # fp16's loss scale, else {}
             "rng": rng_state(),
             "history": history,
             "best": best,

@@ -105,7 +105,7 @@ class BareContender:
             batch_size=int(cfg.train.batch_size),
             shuffle=True,
             drop_last=True,
-            num_workers=int(cfg.train.num_workers),
+            num_workers=builders.resolve_num_workers(cfg, self.device),
         )
         self.max_iters = max_iters or len(self.loader)
         self.eval_batch = int(cfg.eval.batch_size)
