@@ -42,6 +42,7 @@ from pml_proxy_anchor.sweeps.record import DONE
 from pml_proxy_anchor.sweeps.reuse import copy_run, find_finished_run, reuse_dirs
 from pml_proxy_anchor.training.checkpoint import LAST
 from pml_proxy_anchor.training.config import to_dict
+from pml_proxy_anchor.training.config_schema import with_schema_defaults
 from pml_proxy_anchor.training.record import RunRecord
 from pml_proxy_anchor.training.run import read_saved_config
 from pml_proxy_anchor.training.run_dir import CHECKPOINTS, CONFIG_FILE, is_run_directory
@@ -83,11 +84,12 @@ def job_threads(launcher: Any, cpu_count: int | None = None) -> int | None:
 
 def same_config(saved: dict[str, Any] | None, cfg: DictConfig) -> bool:
     """Whether a run's saved config equals ``cfg`` (its ``run_dir`` aside: a moved sweep
-    directory is still the same run)."""
+    directory is still the same run; keys added to the schema since the run started count as
+    their defaults, :func:`~pml_proxy_anchor.training.config_schema.with_schema_defaults`)."""
     if saved is None:
         return False
     current = to_dict(cfg)
-    return {**saved, "run_dir": None} == {**current, "run_dir": None}
+    return {**with_schema_defaults(saved), "run_dir": None} == {**current, "run_dir": None}
 
 
 def run_job(spec: JobSpec, settings: SweepSettings) -> dict[str, Any]:

@@ -128,6 +128,10 @@ class SweepPlan:
             self.record.refresh_from_disk()
             self.record.write()
             raise
+        finally:
+            from hydra.core.global_hydra import GlobalHydra
+
+            GlobalHydra.instance().clear()
         known = {job.name for job in self.record.jobs}
         for batch in batches:
             for result in batch:
@@ -218,7 +222,22 @@ def _groups(cfg: DictConfig) -> list[str]:
 def plan_sweep(
     experiment_name: str, overrides: Sequence[str] = (), sweep_dir: str | Path | None = None
 ) -> SweepPlan:
-    """Check a sweep completely (every job's config, the sweep directory) without running it."""
+    """Check a sweep completely (every job's config, the sweep directory) without running it.
+
+    Hydra's global state stays set up for :meth:`SweepPlan.launch` (which clears it when it
+    returns); when the check fails it is cleared here."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    try:
+        return _plan_sweep(experiment_name, overrides, sweep_dir)
+    except BaseException:
+        GlobalHydra.instance().clear()
+        raise
+
+
+def _plan_sweep(
+    experiment_name: str, overrides: Sequence[str], sweep_dir: str | Path | None
+) -> SweepPlan:
     experiment = resolve_experiment(experiment_name)
     overrides = [str(o) for o in overrides]
     hydra_overrides = [o for o in overrides if _is_hydra_override(o)]

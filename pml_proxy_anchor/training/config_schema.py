@@ -68,6 +68,20 @@ SPEC_KINDS = {
 }
 
 
+def with_schema_defaults(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's saved config with the closed sections' keys it lacks set to their defaults.
+
+    A run started by an older version, before a key such as ``train.precision`` existed, ran as
+    that key's default does; comparing its config with a current one (resume, a sweep skipping
+    or reusing a finished run) must not count the new key as a change."""
+    out = copy.deepcopy(dict(saved))
+    for section in CLOSED_SECTIONS:
+        node = out.get(section)
+        if isinstance(node, Mapping):
+            out[section] = {**copy.deepcopy(DEFAULTS[section]), **dict(node)}
+    return out
+
+
 def known_keys(section: str) -> list[str]:
     """The schema's keys of ``section`` (``""``: the top level)."""
     return list(DEFAULTS[section]) if section else list(DEFAULTS)

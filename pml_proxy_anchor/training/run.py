@@ -63,6 +63,7 @@ from pml_proxy_anchor.distributed import DistributedContext
 from pml_proxy_anchor.errors import UserError
 from pml_proxy_anchor.training import builders, checkpoint
 from pml_proxy_anchor.training.config import load_config, to_dict
+from pml_proxy_anchor.training.config_schema import with_schema_defaults
 from pml_proxy_anchor.training.device import resolve_device
 from pml_proxy_anchor.training.errors import (
     ConfigMismatchError,
@@ -275,7 +276,7 @@ def check_resume_config(
         saved = read_saved_config(saved_path)
         if saved is None:
             return
-    saved = _flatten(dict(saved))
+    saved = _flatten(with_schema_defaults(saved))  # keys added since the run started: defaults
     current = _flatten(to_dict(cfg))
     changed = sorted(
         key

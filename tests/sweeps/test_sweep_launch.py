@@ -226,3 +226,38 @@ def test_a_bad_reuse_from_is_refused(tmp_path: Path, value: object) -> None:
     experiment = make_experiment(tmp_path, {"train.seed": "1,2"}, reuse_from=value)
     with pytest.raises(SweepConfigError, match="reuse_from must be a list of sweep directories"):
         plan_sweep(str(experiment), sweep_dir=tmp_path / "sweep")
+
+
+def test_a_refused_sweep_and_a_finished_one_leave_hydra_cleared(tmp_path: Path) -> None:
+    from hydra.core.global_hydra import GlobalHydra
+
+    experiment = make_experiment(tmp_path, {"train.log_freq": "1,2"})
+    with pytest.raises(EmptySweepError):
+        plan_sweep(str(experiment), ["train.log_freq=range(1,1)"], sweep_dir=tmp_path / "s")
+    assert not GlobalHydra.instance().is_initialized()
+    plan = plan_sweep(str(experiment), ["train.log_freq=1"], sweep_dir=tmp_path / "s")
+    assert GlobalHydra.instance().is_initialized()  # kept for launch()
+    assert plan.launch() == 0
+    assert not GlobalHydra.instance().is_initialized()
+
+
+def test_runs_saved_before_a_schema_key_existed_are_skipped_not_refused(tmp_path: Path) -> None:
+    # A run made by an older version has no train.precision / channels_last / compile in its
+    # config.yaml; it ran as their defaults, so continuing the sweep skips it.
+    import yaml
+
+    experiment = make_experiment(tmp_path, {"train.seed": "1"})
+    sweep_dir = tmp_path / "sweep"
+    assert main([str(experiment), "--sweep-dir", str(sweep_dir)]) == 0
+    config_file = sweep_dir / "train.seed=1" / "config.yaml"
+    saved = yaml.safe_load(config_file.read_text())
+    for key in ("precision", "channels_last", "compile"):
+        del saved["train"][key]
+    config_file.write_text(yaml.safe_dump(saved))
+    assert main([str(experiment), "--sweep-dir", str(sweep_dir)]) == 0
+    assert [j["action"] for j in _sweep(tmp_path)["jobs"]] == ["skipped"]
+    # A key the old run set to something else than today's default is still a change.
+    saved["train"]["log_freq"] = 7
+    config_file.write_text(yaml.safe_dump(saved))
+    with pytest.raises(SweepConfigError, match="holds runs of another config.*log_freq"):
+        main([str(experiment), "--sweep-dir", str(sweep_dir)])
