@@ -110,7 +110,10 @@ class RunInterrupted(UserError, KeyboardInterrupt):
 
 
 def default_run_dir(cfg: DictConfig) -> Path:
-    return Path("runs") / f"{cfg.data.name}_{cfg.model.backbone}"
+    """``runs/<data>_<backbone>``; a timm name's ``/`` and ``.`` become ``_`` (one folder:
+    ``runs/cub200_timm_vit_small_patch16_224_dino``)."""
+    backbone = str(cfg.model.backbone).replace("/", "_").replace(".", "_")
+    return Path("runs") / f"{cfg.data.name}_{backbone}"
 
 
 def run(

@@ -94,3 +94,14 @@ def test_unknown_device_name_is_refused() -> None:
         resolve_device("tpu0")
     with pytest.raises(DeviceNotAvailableError, match=r"^device='tpu0' is not a device name"):
         resolve_device("tpu0", what="device")
+
+
+def test_default_run_dir_is_one_folder_for_a_timm_backbone() -> None:
+    from omegaconf import OmegaConf
+
+    from pml_proxy_anchor.training.run import default_run_dir
+
+    cfg = OmegaConf.create({"data": {"name": "cub200"}, "model": {"backbone": "bn_inception"}})
+    assert default_run_dir(cfg) == Path("runs/cub200_bn_inception")
+    cfg.model.backbone = "timm/vit_small_patch16_224.dino"
+    assert default_run_dir(cfg) == Path("runs/cub200_timm_vit_small_patch16_224_dino")
