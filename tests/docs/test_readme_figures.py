@@ -257,6 +257,35 @@ def _loader_result() -> dict[str, Any]:
             "per_worker_images_per_s": 200.0, "default_num_workers": 1}  # fmt: skip
 
 
+def _precision_result() -> dict[str, Any]:
+    row = {"model": "m", "batch": 8, "contender": "bf16", "median_step_s": 0.5,
+           "images_per_s": 16.0, "ratio_to_fp32": 1.25, "min_step_s": 0.25,
+           "ratio_to_fp32_best": 1.5, "first_step_s": 2.0}  # fmt: skip
+    return {"device": "cpu", "device_name": "X", "threads": 2, "torch": "t", "steps": 10,
+            "rounds": 5, "results": [row]}  # fmt: skip
+
+
+def test_precision_speed_block_on_a_constructed_record() -> None:
+    record = _record("precision_speed", _precision_result())
+    block = figures.render_bench_block("precision-speed", record)
+    assert "| m | 8 | bf16 | 500.0 | 16.0 | 1.25 | 250.0 | 1.50 | 2.00 |" in block
+
+
+def test_precision_block_lists_each_run_from_its_files(tmp_path: Path) -> None:
+    import yaml
+
+    for name, precision, r1, seconds in (("a", "fp32", 0.5, 70.4), ("b", "bf16", 0.25, 80.6)):
+        folder = tmp_path / name
+        folder.mkdir()
+        results = {"history": [{"epoch": 1, "seconds": seconds}],
+                   "final": {"metrics": {"recall_at_1": r1}}}  # fmt: skip
+        (folder / "results.json").write_text(json.dumps(results))
+        train = {"precision": precision, "channels_last": name == "b"}
+        (folder / "config.yaml").write_text(yaml.safe_dump({"train": train}))
+    block = figures.render_precision_block(tmp_path)
+    assert "| a | fp32 | false | 0.5000 | 70 |\n| b | bf16 | true | 0.2500 | 81 |" in block
+
+
 def test_loader_speed_block_on_a_constructed_record() -> None:
     block = figures.render_bench_block("loader-speed", _record("loader_speed", _loader_result()))
     assert "| pil/bn_inception (one worker) | 200 | 5.0 |" in block
@@ -311,7 +340,8 @@ def _write_bench_dir(bench_dir: Path) -> None:
     bench_dir.mkdir()
     results = {"loss_speed": _loss_result(), "eval_speed": _eval_result(),
                "distributed_scaling": _distributed_result(),
-               "trainer_overhead": _trainer_result(), "loader_speed": _loader_result()}  # fmt: skip
+               "trainer_overhead": _trainer_result(), "loader_speed": _loader_result(),
+               "precision_speed": _precision_result()}  # fmt: skip
     for name, result in results.items():
         (bench_dir / f"{name}.json").write_text(json.dumps(_record(name, result)))
 
