@@ -56,7 +56,7 @@ from .head import EmbeddingHead
 from .resnet import RESNET50_V1_FILENAME, RESNET50_V1_URL, resnet50_trunk
 from .small_cnn import SmallCNN
 from .timm_backbone import OPTION_KEYS as TIMM_OPTION_KEYS
-from .timm_backbone import TIMM_WEIGHTS, build_timm_trunk, timm_name
+from .timm_backbone import TIMM_WEIGHTS, build_timm_trunk, check_timm_name, timm_name
 from .token_head import TokenHead
 from .weights import load_state_dict_checked, read_state_dict
 
@@ -247,8 +247,8 @@ def _backbone(name: Any) -> Backbone:
             f"model.backbone is not set; expected one of {', '.join(BACKBONES)} or timm/<name>."
         )
     model_name = timm_name(name)
-    if model_name is not None:
-        return timm_backbone(model_name)
+    if model_name is not None:  # the name first: a typo is named before any other key
+        return timm_backbone(check_timm_name(model_name))
     try:
         return choose(name, BACKBONES, "model.backbone")
     except RegistryError as exc:

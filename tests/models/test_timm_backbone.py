@@ -275,3 +275,12 @@ def test_the_backbone_table_resolves_timm_names_without_listing_them() -> None:
     ]
     with pytest.raises(KeyError):
         BACKBONES["vit"]
+
+
+def test_a_timm_name_typo_is_named_before_other_keys_of_the_model_section() -> None:
+    # The Omniglot config's small_cnn keys would be unknown to a timm trunk; the typo comes first.
+    from pml_proxy_anchor.models import build_model
+
+    cfg = {"backbone": "timm/vit_smal_patch16_224", "channels": [8], "pretrained": "none"}
+    with pytest.raises(ModelConfigError, match="unknown timm model.*vit_small_patch16_224"):
+        build_model(cfg)
