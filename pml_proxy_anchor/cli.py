@@ -341,7 +341,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if args.command in FORWARDED:
-        args.args = [*args.args, *extra]
+        # Everything after the command name, in its order: argparse would put options that
+        # come before a positional (`sweep --choose-lr DIR --out F`) after it.
+        raw = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+        args.args = raw[raw.index(args.command) + 1 :]
     elif args.command == "train" and all("=" in e and not e.startswith("-") for e in extra):
         args.overrides = [*args.overrides, *extra]  # overrides after an option
     elif extra:

@@ -131,3 +131,19 @@ def test_choose_lr_refuses_a_sweep_without_methods_and_lrs(tmp_path: Path) -> No
         choose_lr(tmp_path)
     with pytest.raises(SweepConfigError, match=r"not a sweep directory"):
         choose_lr(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("flags_first", [True, False])
+def test_choose_lr_through_the_command_line_in_the_readmes_word_order(
+    tmp_path: Path, flags_first: bool
+) -> None:
+    # `pml-proxy-anchor sweep --choose-lr DIR --out FILE` (the README's form) once failed with
+    # "--choose-lr: expected one argument": the top-level parser reordered the arguments.
+    from pml_proxy_anchor.cli import main as cli_main
+
+    sweep = _fake_lr_sweep(tmp_path / "s", {("a", 1e-4, 1): 0.5, ("a", 1e-3, 1): 0.6})
+    out = tmp_path / "chosen.json"
+    args = ["--choose-lr", str(sweep), "--out", str(out)]
+    argv = ["sweep", *args] if flags_first else ["-v", "sweep", *args[2:], *args[:2]]
+    assert cli_main(argv) == 0
+    assert json.loads(out.read_text()) == {"a": 1e-3}
