@@ -78,9 +78,30 @@ def test_the_proxy_anchor_job_of_compare_is_the_default_omniglot_run(tmp_path: P
     assert swept == default
 
 
-def test_compare_refuses_to_start_without_chosen_learning_rates(tmp_path: Path) -> None:
+@pytest.mark.parametrize("dataset", ["cub200", "cars196", "sop", "inshop"])
+def test_compare_refuses_to_start_without_chosen_learning_rates(
+    tmp_path: Path, dataset: str
+) -> None:
+    # The GPU data sets ship chosen_lr.json with null for every method (not chosen yet).
     with pytest.raises(ValueError, match=r"learning rate of method 'proxy_anchor' is null"):
-        plan_sweep("omniglot/compare", sweep_dir=tmp_path / "s")
+        plan_sweep(f"{dataset}/compare", sweep_dir=tmp_path / "s")
+
+
+def test_a_chosen_lr_file_with_a_null_is_refused_naming_it(tmp_path: Path) -> None:
+    chosen = tmp_path / "chosen.json"
+    chosen.write_text(json.dumps({"proxy_anchor": None}))
+    with pytest.raises(ValueError, match=r"method 'proxy_anchor' is null.*chosen.json"):
+        plan_sweep("omniglot/compare", [f"chosen_lr={chosen}"], sweep_dir=tmp_path / "s")
+
+
+def test_omniglot_ships_the_lr_its_compare_lr_sweep_chose() -> None:
+    # configs/sweeps/omniglot/chosen_lr.json is the --choose-lr output of the committed sweep.
+    from pml_proxy_anchor.sweeps.chosen_lr import choose_lr
+
+    shipped = json.loads((sweeps_config_dir() / "omniglot" / "chosen_lr.json").read_text())
+    committed = Path(__file__).resolve().parents[2] / "reproduce/results/omniglot/compare_lr/jobs"
+    assert shipped == choose_lr(committed)
+    assert set(shipped) == set(METHODS)
 
 
 def test_the_omniglot_train_split_has_train_images_images() -> None:
