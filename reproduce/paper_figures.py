@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pml_proxy_anchor.sweeps.summary import format_value
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "reproduce/results/omniglot"  # one folder per experiment
 SUMMARY_JSON = "summary.json"
@@ -124,16 +126,6 @@ def load_summaries(results_dir: Path = RESULTS) -> dict[str, dict[str, Any] | No
 
 
 # ---------------------------------------------------------------- formatting
-def _value(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
 def _pct(stat: Mapping[str, float], n: int) -> str:
     """Recall in %: ``89.1 ± 0.3`` over several seeds, ``89.1`` with one."""
     mean = f"{100 * stat['mean']:.1f}"
@@ -145,7 +137,7 @@ def _paper(value: float | None) -> str:
 
 
 def _method(value: Any) -> str:
-    return METHODS.get(str(value), _value(value))
+    return METHODS.get(str(value), format_value(value))
 
 
 def _paper_method(value: str) -> str:
@@ -162,7 +154,7 @@ def _setting(row: Mapping[str, Any]) -> str:
     parts = []
     for key, value in row["params"].items():
         parts.append(
-            _method(value) if key == METHOD else f"{key.rsplit('.', 1)[-1]}={_value(value)}"
+            _method(value) if key == METHOD else f"{key.rsplit('.', 1)[-1]}={format_value(value)}"
         )
     return ", ".join(parts) or "all runs"
 
@@ -170,7 +162,7 @@ def _setting(row: Mapping[str, Any]) -> str:
 def budget_line(summary: Mapping[str, Any]) -> str:
     """The budget every run shares, in one line (``data.name`` and unset keys left out)."""
     items = [
-        f"{key}={_value(value)}"
+        f"{key}={format_value(value)}"
         for key, value in summary["budget"].items()
         if key != "data.name" and value is not None
     ]
@@ -298,7 +290,7 @@ def paper_alpha_delta() -> list[str]:
     return [
         "The paper (Fig. 6, Cars-196, R@1 %):",
         "",
-        *_table(["alpha \\ delta", *(_value(d) for d in deltas)], rows),
+        *_table(["alpha \\ delta", *(format_value(d) for d in deltas)], rows),
         "",
         ALPHA_DELTA_NOTE,
     ]
@@ -381,7 +373,7 @@ def _lr_table(summary: Mapping[str, Any]) -> list[str]:
         "R@1 % by learning rate; bold: the lr `pml-proxy-anchor sweep --choose-lr` picks (the "
         "best R@1, the smaller lr on a tie).",
         "",
-        *_table(["method", *(f"lr {_value(lr)}" for lr in lrs)], rows),
+        *_table(["method", *(f"lr {format_value(lr)}" for lr in lrs)], rows),
     ]
 
 
@@ -439,7 +431,7 @@ def render_batch_size(summaries: Mapping[str, Any]) -> list[str]:
         n = len(row["seeds"])
         rows.append(
             [
-                _value(row["params"][BATCH]),
+                format_value(row["params"][BATCH]),
                 str(n),
                 _pct(row["recall_at_1"], n),
                 _pct(row["recall_at_8"], n) if "recall_at_8" in row else "-",
@@ -473,12 +465,12 @@ def render_embedding_size(summaries: Mapping[str, Any]) -> list[str]:
     cells = {(row["params"][EMBEDDING], row["params"][other]): row for row in summary["rows"]}
     rows = []
     for size in sizes:
-        line = [_value(size)]
+        line = [format_value(size)]
         for column in columns:
             row = cells.get((size, column))
             line.append(_pct(row["recall_at_1"], len(row["seeds"])) if row else "-")
         rows.append(line)
-    name = _method if other == METHOD else _value
+    name = _method if other == METHOD else format_value
     lines += [
         f"R@1 % on Omniglot by embedding size, {_seeds(summary)}, each method at its chosen lr:",
         "",
@@ -517,7 +509,7 @@ def render_alpha_delta(summaries: Mapping[str, Any]) -> list[str]:
         f"Proxy-Anchor, R@1 % in each cell: ours (Omniglot, {_seeds(summary)}) / the paper "
         "(Cars-196).",
         "",
-        *_table(["alpha \\ delta", *(_value(d) for d in columns)], rows),
+        *_table(["alpha \\ delta", *(format_value(d) for d in columns)], rows),
         "",
         f"Range over the cells: ours {_span(ours_cells)}; the paper {_span(paper_cells)}. "
         + ALPHA_DELTA_NOTE,
@@ -528,7 +520,7 @@ def render_alpha_delta(summaries: Mapping[str, Any]) -> list[str]:
 def _span(cells: Sequence[tuple[float, Any, Any]]) -> str:
     """``84.2 (alpha 64, delta 0) to 89.1 (alpha 16, delta 0.2)`` for (R@1 %, alpha, delta)."""
     low, top = min(cells), max(cells)
-    return " to ".join(f"{v:.1f} (alpha {a}, delta {_value(d)})" for v, a, d in (low, top))
+    return " to ".join(f"{v:.1f} (alpha {a}, delta {format_value(d)})" for v, a, d in (low, top))
 
 
 #: README block -> (the experiments it reads, its renderer)
