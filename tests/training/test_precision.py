@@ -471,14 +471,22 @@ def _overflow_at(training: TrainingRun, steps: set[int] | None) -> None:
     training.parts.models["embedder"].register_forward_hook(hook)
 
 
-def test_an_overflowing_step_is_skipped_not_a_divergence(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(CpuLossScaling, "growth_interval", 2000)
+def _one_epoch_with_cpu_loss_scaling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **scaling: float
+) -> TrainingRun:
+    """A one-epoch run of the fixture data whose precision is CpuLossScaling with these settings."""
+    for name, value in scaling.items():
+        monkeypatch.setattr(CpuLossScaling, name, value)
     monkeypatch.setattr(run_module, "Precision", CpuLossScaling)
     data = make_data(tmp_path / "data")
     cfg = load_config(fixture_overrides(data, tmp_path / "run", **{"train.epochs": 1}))
-    training = TrainingRun(cfg, tmp_path / "run")
+    return TrainingRun(cfg, tmp_path / "run")
+
+
+def test_an_overflowing_step_is_skipped_not_a_divergence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    training = _one_epoch_with_cpu_loss_scaling(tmp_path, monkeypatch, growth_interval=2000)
     embedder = training.parts.models["embedder"]
     _overflow_at(training, {2})
     before = {k: v.clone() for k, v in embedder.state_dict().items()}
@@ -493,11 +501,7 @@ def test_an_overflowing_step_is_skipped_not_a_divergence(
 def test_a_collapsing_loss_scale_stops_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(CpuLossScaling, "init_scale", 4.0)
-    monkeypatch.setattr(run_module, "Precision", CpuLossScaling)
-    data = make_data(tmp_path / "data")
-    cfg = load_config(fixture_overrides(data, tmp_path / "run", **{"train.epochs": 1}))
-    training = TrainingRun(cfg, tmp_path / "run")
+    training = _one_epoch_with_cpu_loss_scaling(tmp_path, monkeypatch, init_scale=4.0)
     _overflow_at(training, None)
     with pytest.raises(
         NonFiniteLossError,
