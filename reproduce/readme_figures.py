@@ -72,14 +72,10 @@ class FiguresError(ValueError):
 
 # ---------------------------------------------------------------- machine
 def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo, else the platform's processor string)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+    """The CPU's model name (/proc/cpuinfo, else the platform's processor string): the
+    benchmarks' own, from reproduce/benchmarks/_common.py."""
+    common = load_module("_benchmark_common", REPO / "reproduce/benchmarks/_common.py")
+    return common.cpu_model()
 
 
 def versions() -> dict[str, str]:

@@ -25,12 +25,12 @@ Usage: ``python reproduce/benchmarks/distributed_scaling.py [--quick] [--device 
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import os
 import platform
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,6 +38,9 @@ from typing import Any
 
 import torch
 from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common, however this file is run
+from _common import benchmark_parser, status_kb, write_json
 
 FULL = {"classes": (100_000, 1_000_000), "batch": 1024, "dim": 512, "procs": (1, 2, 4)}
 QUICK = {"classes": (2_000, 20_000), "batch": 64, "dim": 32, "procs": (1, 2)}
@@ -50,13 +53,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _vm_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def _rank_main(rank: int, world: int, port: int, cfg: dict[str, Any], out: str) -> None:
@@ -76,7 +72,7 @@ def _rank_main(rank: int, world: int, port: int, cfg: dict[str, Any], out: str) 
 
     ctx = init_distributed(device=cfg["device"], timeout_s=1800)
     device = ctx.device
-    base_kib = _vm_kib("VmRSS")
+    base_kib = status_kb("VmRSS", missing=0)
     num_classes, dim, batch = cfg["classes"], cfg["dim"], cfg["batch"]
     gen = torch.Generator().manual_seed(rank)
     local = batch // world + (1 if rank < batch % world else 0)
@@ -106,7 +102,7 @@ def _rank_main(rank: int, world: int, port: int, cfg: dict[str, Any], out: str) 
         "step_s": sum(times) / len(times),
         "loss": float(value.detach()),
         "proxy_rows": int(sum(p.shape[0] for p in loss.parameters())),
-        "peak_mib": _vm_kib("VmHWM") / 1024,
+        "peak_mib": status_kb("VmHWM", missing=0) / 1024,
         "base_mib": base_kib / 1024,
     }
     if device.type == "cuda":
@@ -200,8 +196,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap = benchmark_parser(__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny shapes (smoke test)")
     ap.add_argument("--out", default="reproduce/benchmarks/results/distributed_scaling.json")
     ap.add_argument("--steps", type=int, default=2, help="timed steps per configuration")
@@ -246,9 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         "dim": shapes["dim"], "steps": args.steps, "mem_limit_gb": args.mem_limit_gb,
         "threads_per_process": args.threads,
     }  # fmt: skip
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows, "table": table}, indent=2) + "\n")
+    out = write_json(args.out, {"meta": meta, "rows": rows, "table": table})
     print(f"saved {out}")
     return 0
 

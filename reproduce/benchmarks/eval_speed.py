@@ -22,7 +22,6 @@ Usage: ``python reproduce/benchmarks/eval_speed.py [--device cpu|cuda] [--quick]
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import os
@@ -34,6 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common, however this file is run
+from _common import benchmark_parser, status_kb, write_json
 
 SOP = {"n": 60502, "classes": 11316, "k_values": (1, 10, 100, 1000)}
 INSHOP = {"n_query": 14218, "n_gallery": 12612, "classes": 3985, "k_values": (1, 10, 20, 30, 40)}
@@ -174,14 +176,6 @@ CONTENDERS = {"faiss": run_faiss, "ours": run_ours, "dense": run_dense, "pml": r
 
 
 # ----------------------------------------------------------------------------- measurement
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
 def _child(
     name: str, data_path: str, ks: tuple[int, ...], device: str, out_path: str, threads: int
 ) -> None:
@@ -204,7 +198,7 @@ def _child(
         hwm_reset = True
     except OSError:
         hwm_reset = False
-    base_kb = _status_kb("VmRSS")
+    base_kb = status_kb("VmRSS", missing=0)
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -214,7 +208,9 @@ def _child(
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     peak_kb = (
-        _status_kb("VmHWM") if hwm_reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        status_kb("VmHWM", missing=0)
+        if hwm_reset
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     )
     out = {
         "seconds": seconds,
@@ -322,8 +318,7 @@ def format_table(settings: list[dict], device: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap = benchmark_parser(__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny shapes (smoke test)")
     ap.add_argument("--out", default="reproduce/benchmarks/results/eval_speed.json")
     ap.add_argument("--only", choices=("sop", "inshop"), default=None)
@@ -365,8 +360,6 @@ def main(argv: list[str] | None = None) -> int:
     for s in settings:
         ours = next(r for r in s["rows"] if r["contender"] == "ours")["metrics"]
         print(f"{s['setting']}: ours vs dense {s['ours_vs_dense']}; ours Recall@K {ours}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "device": args.device,
         "quick": args.quick,
@@ -375,9 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "load_average": os.getloadavg(),
     }
-    out.write_text(
-        json.dumps({"meta": meta, "settings": settings, "table": table}, indent=2) + "\n"
-    )
+    out = write_json(args.out, {"meta": meta, "settings": settings, "table": table})
     print(f"wrote {out}")
     ok = all(
         s["ours_vs_dense"]["identical"]

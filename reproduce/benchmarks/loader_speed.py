@@ -35,9 +35,7 @@ worker (one thread).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -58,6 +56,16 @@ from pml_proxy_anchor.data import ImageFolderDataset, build_transform
 from pml_proxy_anchor.data.base import load_rgb
 from pml_proxy_anchor.data.transforms import BN_INCEPTION_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD
 from pml_proxy_anchor.data.workers import default_num_workers, loader_kwargs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common, however this file is run
+from _common import (
+    benchmark_parser,
+    check_device,
+    cpu_name,
+    sync,
+    time_in_rounds,
+    write_json,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "reproduce" / "benchmarks" / "results" / "loader_speed.json"
@@ -114,11 +122,6 @@ class TensorTrainTransform:
         return (x / 255.0 - mean) / std
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def batched_pass(
     paths: list[str], transform: TensorTrainTransform, batch: int, device: str
 ) -> list[torch.Tensor]:
@@ -129,7 +132,7 @@ def batched_pass(
         datas = [read_file(p) for p in paths[start : start + batch]]
         images = decode_jpeg(datas, mode=ImageReadMode.RGB, device=device)
         batches.append(torch.stack([transform(image) for image in images]))
-    _sync(device)
+    sync(device)
     return batches
 
 
@@ -165,27 +168,6 @@ def make_pass(name: str, dataset: ImageFolderDataset, batch: int) -> Callable[[]
     raise ValueError(f"unknown contender {name!r}")
 
 
-def time_in_rounds(
-    runs: dict[str, Callable[[], None]], device: str, warmup: int, repeats: int, rounds: int
-) -> dict[str, list[float]]:
-    """Every contender timed ``repeats`` times, split over ``rounds`` rounds of blocks (A A B B, A
-    A B B, ...; each block after ``warmup`` untimed calls), so that a slow spell of a shared
-    machine falls on every contender alike."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    per_round = [repeats // rounds + (1 if r < repeats % rounds else 0) for r in range(rounds)]
-    for count in per_round:
-        for name, run in runs.items():
-            for _ in range(warmup):
-                run()
-            _sync(device)
-            for _ in range(count):
-                start = time.perf_counter()
-                run()
-                _sync(device)
-                times[name].append(time.perf_counter() - start)
-    return times
-
-
 # ---------------------------------------------------------------- DataLoader sweep
 def time_loader(
     dataset: ImageFolderDataset, workers: int, batch: int, device: str, repeats: int
@@ -206,11 +188,11 @@ def time_loader(
                 images = images.to(device, non_blocking=True)
             if first is None:
                 first = time.perf_counter()
-                _sync(device)
+                sync(device)
                 first_size = len(images)
                 continue
             count += len(images)
-        _sync(device)
+        sync(device)
         end = time.perf_counter()
         startups.append(first - start)
         rates.append(count / (end - first) if count else first_size / (first - start))
@@ -233,8 +215,7 @@ def contenders(backbones: list[str], device: str) -> list[str]:
 
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda requested but torch.cuda.is_available() is False")
+    check_device(args.device)
     backbones = [b for b in args.backbones.split(",") if b]
     unknown = sorted(set(backbones) - set(BACKBONES))
     if unknown or not backbones:
@@ -279,7 +260,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "pillow": PIL.__version__,
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
         "images": len(paths),
@@ -294,15 +275,6 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "per_worker_images_per_s": per_worker,
         "default_num_workers": default_num_workers(),
     }
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            match = re.search(r"model name\s*:\s*(.*)", fh.read())
-        return f"{match.group(1).strip() if match else 'unknown'} x{os.cpu_count()}"
-    except OSError:
-        return "unknown"
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -322,8 +294,7 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser = benchmark_parser(__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=64, help="synthetic JPEGs to write")
     parser.add_argument("--backbones", default=",".join(BACKBONES), help="comma list")
     parser.add_argument("--workers", default="0,1,2", help="DataLoader num_workers to sweep")
@@ -344,8 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(~{result['mean_jpeg_kb']} KB), {result['cpu']}, torch {result['torch']}\n"
     )
     print(result["table_markdown"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(f"\nwrote {args.out}")
     return 0
 

@@ -24,14 +24,9 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import multiprocessing as mp
-import os
-import re
-import resource
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,6 +36,17 @@ from pytorch_metric_learning import losses as pml_losses
 from tqdm import tqdm
 
 from pml_proxy_anchor.losses import ProxyAnchorLoss
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common, however this file is run
+from _common import (
+    benchmark_parser,
+    check_device,
+    cpu_name,
+    peak_rss_kb,
+    reset_peak_rss,
+    time_in_rounds,
+    write_json,
+)
 
 SHAPES: dict[str, tuple[int, int, int]] = {
     "cub": (180, 100, 512),
@@ -119,18 +125,7 @@ def make_contender(name: str, inputs: dict[str, Any], device: str) -> Callable[[
     raise ValueError(f"unknown contender {name!r}; expected one of {CONTENDERS}")
 
 
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 # ---------------------------------------------------------------- memory
-def _status_kb(key: str) -> int:
-    with open("/proc/self/status") as fh:
-        match = re.search(rf"^{key}:\s+(\d+) kB", fh.read(), re.M)
-    return int(match.group(1)) if match else -1
-
-
 def _trim() -> None:
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -144,16 +139,9 @@ def _memory_child(name: str, shape: tuple[int, int, int], queue: Any) -> None:
         run = make_contender(name, inputs, "cpu")
         run()  # one-time costs (lazy initialisation, thread pools) are not the loss' memory
         _trim()
-        try:
-            with open("/proc/self/clear_refs", "w") as fh:
-                fh.write("5")  # reset VmHWM to the current RSS
-            before, method = _status_kb("VmRSS"), "VmHWM"
-        except OSError:
-            before, method = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "ru_maxrss"
+        before, method = reset_peak_rss()
         run()
-        peak = _status_kb("VmHWM") if method == "VmHWM" else None
-        if peak is None:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = peak_rss_kb(method)
         queue.put({"peak_extra_mb": (peak - before) / 1024, "method": method})
     except Exception as err:  # noqa: BLE001 - reported, not raised, from the child
         queue.put({"error": f"{type(err).__name__}: {err}"})
@@ -206,28 +194,6 @@ def _skip_estimate(
     return skip, estimate
 
 
-def time_in_rounds(
-    runs: dict[str, Callable[[], None]], device: str, warmup: int, repeats: int, rounds: int
-) -> dict[str, list[float]]:
-    """Times every contender ``repeats`` times in total, split over ``rounds`` rounds
-    (A A A B B B C C C, A A A B B B ...): each block starts with ``warmup`` untimed calls, so a
-    contender is timed in its steady state, while a slow or fast spell of a shared machine falls
-    on every contender alike."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    per_round = [repeats // rounds + (1 if r < repeats % rounds else 0) for r in range(rounds)]
-    for count in per_round:
-        for name, run in runs.items():
-            for _ in range(warmup):
-                run()
-            sync(device)
-            for _ in range(count):
-                start = time.perf_counter()
-                run()
-                sync(device)
-                times[name].append(time.perf_counter() - start)
-    return times
-
-
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     shapes = QUICK_SHAPES if args.quick else SHAPES
     if args.shapes:
@@ -236,8 +202,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         if unknown:
             raise SystemExit(f"unknown shapes {unknown}; expected some of {sorted(table)}")
         shapes = {s: table[s] for s in args.shapes.split(",")}
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda requested but torch.cuda.is_available() is False")
+    check_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     limit_mb = args.mem_limit_gb * 1024
@@ -245,7 +210,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "device": args.device,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "timing": f"median of {args.repeats} in {args.rounds} rounds of blocks",
         "results": [],
     }
@@ -282,15 +247,6 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             progress.update()
     progress.close()
     return results
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            match = re.search(r"model name\s*:\s*(.*)", fh.read())
-        return f"{match.group(1).strip() if match else 'unknown'} x{os.cpu_count()}"
-    except OSError:
-        return "unknown"
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -335,8 +291,7 @@ def _fmt_mb(mb: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser = benchmark_parser(__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny shapes, for a smoke test")
     parser.add_argument("--shapes", default="", help=f"comma list of {sorted(SHAPES)}")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results path")
@@ -358,8 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{results['threads']} threads, float32\n"
     )
     print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    write_json(args.out, results, final_newline=False)
     print(f"\nwrote {args.out}")
     return 0
 

@@ -37,8 +37,6 @@ least touched by that).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import time
@@ -47,6 +45,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common, however this file is run
+from _common import benchmark_parser, cpu_model, sync, write_json
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "reproduce" / "benchmarks" / "results" / "precision_speed.json"
@@ -58,11 +59,6 @@ CONTENDERS: dict[str, dict[str, Any]] = {  # name -> the run config's train.* sw
 }
 MODELS = ("omniglot_small_cnn", "bn_inception")
 QUICK = ["--steps", "1", "--rounds", "1", "--warmup", "0", "--batch", "2", "--image-size", "64"]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def model_setup(name: str, batch: int, image_size: int) -> dict[str, Any]:
@@ -143,10 +139,10 @@ class Contender:
         self.last_loss = float(loss.detach())
 
     def timed_step(self) -> float:
-        _sync(self.device)
+        sync(self.device)
         start = time.perf_counter()
         self.step()
-        _sync(self.device)
+        sync(self.device)
         return time.perf_counter() - start
 
 
@@ -203,16 +199,6 @@ def measure_model(model: str, names: Sequence[str], args: argparse.Namespace) ->
     return {"model": model, "results": [rows[name] for name in names]}
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     from pml_proxy_anchor.training.precision import tf32_enabled
 
@@ -230,7 +216,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         per_model = [measure_model(model, names, args) for model in models]
     return {
         "device": args.device,
-        "device_name": torch.cuda.get_device_name(0) if args.device == "cuda" else _cpu_name(),
+        "device_name": torch.cuda.get_device_name(0) if args.device == "cuda" else cpu_model(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "load_average_at_start": load,
@@ -265,8 +251,7 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser = benchmark_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(MODELS), help="comma list")
     parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma list")
     parser.add_argument("--steps", type=int, default=6, help="timed steps per contender")
@@ -283,8 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = run_benchmark(args)
     result["table_markdown"] = format_table(result)
     print(result["table_markdown"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    write_json(args.out, result, final_newline=False)
     print(f"written to {args.out}")
     return 0
 

@@ -33,11 +33,7 @@ others and each starts from an empty allocator.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
-import os
-import re
-import resource
 import statistics
 import sys
 import time
@@ -46,6 +42,17 @@ from typing import Any
 
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common, however this file is run
+from _common import (
+    benchmark_parser,
+    check_device,
+    cpu_name,
+    peak_rss_kb,
+    reset_peak_rss,
+    sync,
+    write_json,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "reproduce" / "benchmarks" / "results" / "train_throughput.json"
@@ -86,12 +93,6 @@ def build_model(backbone: str, image_size: int) -> nn.Module:
 
 
 # ---------------------------------------------------------------- memory
-def _status_kb(key: str) -> int:
-    with open("/proc/self/status") as fh:
-        match = re.search(rf"^{key}:\s+(\d+) kB", fh.read(), re.M)
-    return int(match.group(1)) if match else -1
-
-
 class PeakMemory:
     """Peak memory from :meth:`start` to :meth:`stop`, in MiB (see the module docstring)."""
 
@@ -106,28 +107,15 @@ class PeakMemory:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(self.device)
             return
-        try:
-            with open("/proc/self/clear_refs", "w") as fh:
-                fh.write("5")  # reset VmHWM to the current RSS
-            self.base_kb = _status_kb("VmRSS")
-        except OSError:
-            self.method = "ru_maxrss"
-            self.base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        self.base_kb, self.method = reset_peak_rss()
 
     def stop(self) -> float:
         if self.device.type == "cuda":
             return torch.cuda.max_memory_allocated(self.device) / 2**20
-        if self.method == "VmHWM":
-            return (_status_kb("VmHWM") - self.base_kb) / 1024
-        return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - self.base_kb) / 1024
+        return (peak_rss_kb(self.method) - self.base_kb) / 1024
 
 
 # ---------------------------------------------------------------- one configuration
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure(config: dict[str, Any]) -> dict[str, Any]:
     """Train ``config['backbone']`` with ``config['contender']`` for warm-up + timed steps."""
     from pml_proxy_anchor.losses import ProxyAnchorLoss
@@ -162,12 +150,12 @@ def measure(config: dict[str, Any]) -> dict[str, Any]:
 
     for _ in range(config["warmup"]):
         step()
-    _sync(device)
+    sync(device)
     times = []
     for _ in range(config["steps"]):
         start = time.perf_counter()
         loss = step()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - start)
     peak = memory.stop()
     median = statistics.median(times)
@@ -225,8 +213,7 @@ def _names(text: str, table: dict[str, Any], flag: str) -> list[str]:
 
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda requested but torch.cuda.is_available() is False")
+    check_device(args.device)
     if args.image_size < 32 or args.image_size % 32:
         raise SystemExit(
             f"--image-size {args.image_size}: must be a multiple of 32 (BN-Inception's stride; "
@@ -266,7 +253,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
         "threads": args.threads or torch.get_num_threads(),
         "torch": torch.__version__,
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "image_size": args.image_size,
         "steps": args.steps,
         "warmup": args.warmup,
@@ -277,15 +264,6 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "timing": f"median of {args.steps} steps after {args.warmup} warm-up steps",
         "results": rows,
     }
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            match = re.search(r"model name\s*:\s*(.*)", fh.read())
-        return f"{match.group(1).strip() if match else 'unknown'} x{os.cpu_count()}"
-    except OSError:
-        return "unknown"
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -316,8 +294,7 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser = benchmark_parser(__doc__.split("\n")[0])
     parser.add_argument("--backbones", default=",".join(BACKBONES), help="comma list")
     parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma list")
     parser.add_argument(
@@ -338,8 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     where = result["gpu"] or result["cpu"]
     print(f"\n{args.device} ({where}), torch {result['torch']}, {args.image_size} px\n")
     print(result["table_markdown"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(f"\nwrote {args.out}")
     failed = [r for r in result["results"] if "error" in r or r.get("loss_finite") is False]
     return 1 if failed else 0

@@ -23,9 +23,7 @@ Usage: ``python reproduce/benchmarks/trainer_overhead.py [--max-iters N] [--repe
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import statistics
 import sys
 import tempfile
@@ -36,6 +34,9 @@ from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common, however this file is run
+from _common import benchmark_parser, sync, write_json
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "omniglot.yaml"
 DEFAULT_OUT = REPO / "reproduce" / "benchmarks" / "results" / "trainer_overhead.json"
@@ -45,11 +46,6 @@ QUICK = [
     "data.class_rotations=1",
     "train.batch_size=32",
 ]
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class StackContender:
@@ -218,8 +214,7 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser = benchmark_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny model, 3 iterations, 2 repeats")
     parser.add_argument("--max-iters", type=int, default=None, help="iterations per epoch")
     parser.add_argument("--repeats", type=int, default=3)
@@ -237,8 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = format_table(result)
     result["table"] = table
     print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    write_json(args.out, result, final_newline=False)
     print(f"written to {args.out}")
     return 0
 
