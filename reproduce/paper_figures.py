@@ -87,11 +87,9 @@ METHODS = {
 #: The command that makes each experiment's summary (``sweep-report`` or sweep_snapshot.py after).
 COMMANDS = {
     "compare_lr": "pml-proxy-anchor sweep omniglot/compare_lr",
-    "compare": "pml-proxy-anchor sweep omniglot/compare chosen_lr=$PWD/chosen_lr.json",
+    "compare": "pml-proxy-anchor sweep omniglot/compare",
     "batch_size": "pml-proxy-anchor sweep omniglot/batch_size",
-    "embedding_size": (
-        "pml-proxy-anchor sweep omniglot/embedding_size chosen_lr=$PWD/chosen_lr.json"
-    ),
+    "embedding_size": "pml-proxy-anchor sweep omniglot/embedding_size",
     "alpha_delta": "pml-proxy-anchor sweep omniglot/alpha_delta",
 }
 
