@@ -49,6 +49,7 @@ from omegaconf import OmegaConf
 from pml_proxy_anchor.errors import UserError
 from pml_proxy_anchor.registry import close_matches, parse_spec, spec_name
 from pml_proxy_anchor.training.config import SPEC_PATHS
+from pml_proxy_anchor.training.config_schema import with_schema_defaults
 from pml_proxy_anchor.training.record import RESULTS_JSON, RunRecord
 from pml_proxy_anchor.training.run_dir import CONFIG_FILE, MARKER
 
@@ -225,10 +226,12 @@ def find_job_dirs(sweep_dir: Path) -> list[Path]:
 
 
 def _read_config(path: Path) -> dict[str, Any]:
+    """A job's saved config, with the schema keys added since it ran set to their defaults (a
+    run from before ``train.precision`` existed ran in fp32 and groups with fp32 runs)."""
     loaded = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     if not isinstance(loaded, dict):
         raise ValueError(f"it holds a {type(loaded).__name__}, not a mapping")
-    return loaded
+    return with_schema_defaults(loaded)
 
 
 def _check_history(record: RunRecord) -> str | None:

@@ -29,6 +29,7 @@ from pml_proxy_anchor.sweeps.summary import (
 )
 from tests.sweeps.fixtures_report import (
     K_VALUES,
+    make_config,
     recall_at,
     rows_by,
     write_job,
@@ -406,3 +407,24 @@ def test_launcher_sweep_file_with_a_config_group_and_a_pending_job(tmp_path: Pat
         }
     ]
     assert data["jobs"] == {"total": 6, "finished": 5}
+
+
+def test_a_key_added_since_a_job_ran_counts_as_its_default(tmp_path: Path) -> None:
+    """A job saved before ``train.precision`` existed groups with fp32 jobs (the default it ran
+    as), not as a parameter setting of its own; a real difference still splits the rows."""
+    sweep = tmp_path / "multirun"
+    write_sweep_file(sweep, experiment="compare", params=["train.seed"], jobs=[])
+    assert "precision" not in make_config()["train"]  # a config from before the key
+    write_job(sweep / "s1", [0.5, 0.6], **{"train.seed": 1})
+    write_job(sweep / "s2", [0.5, 0.7], **{"train.seed": 2, "train.precision": "fp32"})
+    write_job(sweep / "s3", [0.5, 0.8], **{"train.seed": 3, "train.precision": "fp32"})
+    data = write_report(sweep, tmp_path / "report").to_dict()
+    assert data["param_names"] == [] and len(data["rows"]) == 1
+    row = data["rows"][0]
+    assert row["seeds"] == [1, 2, 3]
+    assert row["recall_at_1"]["mean"] == pytest.approx(0.7, abs=1e-12)
+    write_job(sweep / "s4", [0.5, 0.9], **{"train.seed": 4, "train.precision": "bf16"})
+    data = write_report(sweep, tmp_path / "report2").to_dict()
+    assert data["param_names"] == ["train.precision"]
+    rows = rows_by(data, "train.precision")
+    assert rows[("fp32",)]["seeds"] == [1, 2, 3] and rows[("bf16",)]["seeds"] == [4]
