@@ -528,8 +528,10 @@ def test_compare_blocks_bold_the_chosen_lr_and_quote_table1_and_fig1(tmp_path: P
                                 ("npairs", 0.001, 0.7), ("npairs", 0.003, 0.8))]  # fmt: skip
     _write_summary(tmp_path, "compare_lr", _sweep_summary("compare_lr", [method, lr], lr_rows))
     seeds = [1, 2, 3]
-    rows = [({method: "proxy_anchor"}, seeds, [0.9, 0.91, 0.92], [3, 4, 3], [60.0, 66.0, 72.0]),
-            ({method: "npairs"}, seeds, [0.8, 0.8, 0.8], [5, 5, 6], [120.0] * 3)]  # fmt: skip
+    rows = [
+        ({method: "npairs"}, seeds, [0.8, 0.8, 0.8], [5, 5, 6], [120.0] * 3),
+        ({method: "proxy_anchor"}, seeds, [0.9, 0.91, 0.92], [3, 4, 3], [60.0, 66.0, 72.0]),
+    ]
     _write_summary(
         tmp_path, "compare", _sweep_summary("compare", [method], rows, plots=("r1_bars.png",))
     )
@@ -549,6 +551,9 @@ def test_compare_blocks_bold_the_chosen_lr_and_quote_table1_and_fig1(tmp_path: P
         "(27.1 s/epoch) |" in convergence
     )
     assert "| N-pair | 80.0 ± 0.0 | 5, 5, 6 | 120 | 20.0 | ~78 |" in convergence
+    # the best R@1 first, whatever the summary's order
+    assert compare.index("| Proxy-Anchor (ours) | 3 |") < compare.index("| N-pair | 3 |")
+    assert convergence.index("| Proxy-Anchor (ours) | 91") < convergence.index("| N-pair | 80")
 
 
 def test_a_summary_of_another_shape_falls_back_to_one_row_per_setting(tmp_path: Path) -> None:
