@@ -7,6 +7,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -173,3 +174,23 @@ def test_the_launcher_configs_compose(tmp_path: Path, launcher: str) -> None:
         assert cfg.hydra.launcher.submitit_folder == f"{tmp_path / 's'}/.submitit/%j"
     else:
         assert target.endswith("BasicLauncher")
+
+
+def test_the_committed_proxy_anchor_seed_1_job_reproduces_the_main_command() -> None:
+    # The comparison's Proxy-Anchor job at seed 1 (one torch thread, as joblib gives each of its
+    # 2 workers) is the README's main command: the same Recall@1 after every epoch as the
+    # committed 1-thread seed-1 run of `pml-proxy-anchor train omniglot`.
+    results = Path(__file__).resolve().parents[2] / "reproduce/results/omniglot"
+    job = results / "compare/jobs/method=proxy_anchor,train.seed=1/results.json"
+    swept = json.loads(job.read_text())
+    (main,) = [
+        run
+        for run in json.loads((results / "default/summary.json").read_text())["runs"]
+        if run["seed"] == 1 and run["threads"] == 1
+    ]
+    curve = [entry["recall_at_1"] for entry in swept["history"]]
+    assert len(curve) == len(main["recall_at_1_per_epoch"]) == 12
+    np.testing.assert_allclose(curve, main["recall_at_1_per_epoch"], rtol=0, atol=1e-4)
+    for k in (1, 2, 4, 8):
+        key = f"recall_at_{k}"
+        assert swept["final"]["metrics"][key] == pytest.approx(main["final"][key], abs=1e-4)
