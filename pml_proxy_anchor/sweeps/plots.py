@@ -180,14 +180,13 @@ def _bar_label(row: Row, params: Sequence[str]) -> str:
 def _mean_curve(row: Row, x: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """x (epoch or mean elapsed seconds), mean and std of Recall@1 over the seeds, at the epochs
     every seed evaluated."""
-    common = sorted(set.intersection(*(set(c.epochs) for c in row.curves)))
-    r1 = np.array([[c.recall_at_1[c.epochs.index(e)] for e in common] for c in row.curves])
+    r1 = row.recall_at_1_per_epoch()
+    common = r1["epoch"]
     if x == "epoch":
         xs = np.array(common, dtype=float)
     else:
         xs = np.array([[c.seconds[c.epochs.index(e)] for e in common] for c in row.curves]).mean(0)
-    std = r1.std(axis=0, ddof=1) if len(row.curves) > 1 else np.zeros(len(common))
-    return xs, r1.mean(axis=0), std
+    return xs, np.array(r1["mean"]), np.array(r1["std"])
 
 
 def plot_curves(summary: Summary, out_dir: Path, x: str) -> Path:

@@ -409,12 +409,28 @@ class Row:
     def recall(self, k: int) -> dict[str, float]:
         return mean_std(self.recalls[k])
 
+    def common_epochs(self) -> list[int]:
+        """The epochs every seed of this setting evaluated."""
+        return sorted(set.intersection(*(set(c.epochs) for c in self.curves)))
+
+    def recall_at_1_per_epoch(self) -> dict[str, list]:
+        """``{"epoch", "mean", "std"}``: Recall@1 over the seeds at :meth:`common_epochs`."""
+        epochs = self.common_epochs()
+        per_seed = [[c.recall_at_1[c.epochs.index(e)] for e in epochs] for c in self.curves]
+        stats = [mean_std(values) for values in zip(*per_seed)]
+        return {
+            "epoch": epochs,
+            "mean": [stat["mean"] for stat in stats],
+            "std": [stat["std"] for stat in stats],
+        }
+
     def to_dict(self, k_values: Sequence[int]) -> dict[str, Any]:
         out: dict[str, Any] = {"params": dict(self.params), "seeds": list(self.seeds)}
         for k in k_values:
             out[f"recall_at_{k}"] = self.recall(k)
         out["epochs_to_95"] = list(self.epochs_to_95)
         out["seconds"] = list(self.seconds)
+        out["recall_at_1_per_epoch"] = self.recall_at_1_per_epoch()
         return out
 
 

@@ -84,6 +84,14 @@ def test_one_d_sweep_means_stds_epochs_to_95_and_seconds(one_d: dict[str, Any]) 
             assert row[f"recall_at_{k}"]["std"] == pytest.approx(np.std(values, ddof=1), abs=1e-12)
         assert row["epochs_to_95"] == EPOCHS_TO_95[size]
         assert row["seconds"] == pytest.approx([30.0, 60.0, 90.0])
+        # the curve: over the seeds, at the epochs every seed evaluated
+        curve = row["recall_at_1_per_epoch"]
+        epochs = [e for e in (1, 2, 3) if all(ONE_D[size][s][e - 1] is not None for s in (1, 2, 3))]
+        assert curve["epoch"] == epochs
+        per_epoch = [[ONE_D[size][s][e - 1] for s in (1, 2, 3)] for e in epochs]
+        np.testing.assert_allclose(curve["mean"], [np.mean(v) for v in per_epoch], atol=1e-12)
+        np.testing.assert_allclose(curve["std"], [np.std(v, ddof=1) for v in per_epoch], atol=1e-12)
+    assert data["rows"][1]["recall_at_1_per_epoch"]["epoch"] == [2, 3]  # seed 2 skipped epoch 1
     # hand-computed: R@1 of the last evaluated epoch (0.7 for emb128/seed1, not its best 0.8)
     r1 = {row["params"][EMB]: row["recall_at_1"] for row in data["rows"]}
     assert r1[64] == pytest.approx({"mean": 0.6, "std": 0.1}, abs=1e-12)
@@ -134,7 +142,9 @@ def test_summary_json_schema(one_d: dict[str, Any]) -> None:
             *(f"recall_at_{k}" for k in K_VALUES),
             "epochs_to_95",
             "seconds",
+            "recall_at_1_per_epoch",
         }
+        assert set(row["recall_at_1_per_epoch"]) == {"epoch", "mean", "std"}
         assert isinstance(row["params"], dict)
         assert all(isinstance(s, int) for s in row["seeds"])
         assert all(isinstance(e, int) for e in row["epochs_to_95"])
