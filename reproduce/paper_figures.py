@@ -387,6 +387,7 @@ def render_convergence(summaries: Mapping[str, Any]) -> list[str]:
     if summary is None:
         return [not_run_line("compare", " (the curves come from its runs)"), "", *paper]
     epochs = summary["budget"].get("train.epochs")
+    early = _early_epochs(epochs)
     rows = []
     for row in by_recall(summary["rows"]):
         n = len(row["seeds"])
@@ -394,6 +395,7 @@ def render_convergence(summaries: Mapping[str, Any]) -> list[str]:
         rows.append(
             [
                 _setting(row),
+                _early_recalls(row, early),
                 _pct(row["recall_at_1"], n),
                 ", ".join(map(str, row["epochs_to_95"])),
                 _seconds(row),
@@ -403,6 +405,7 @@ def render_convergence(summaries: Mapping[str, Any]) -> list[str]:
         )
     header = [
         "method",
+        f"R@1 % after epoch {', '.join(map(str, early))}",
         "final R@1 %",
         "epochs to 95 % of best (per seed)",
         "s / run",
@@ -418,6 +421,21 @@ def render_convergence(summaries: Mapping[str, Any]) -> list[str]:
     ]
     embed = ("r1_vs_epoch.png", "r1_vs_seconds.png")
     return [*lines, "", *_plot_lines("compare", summary, embed=embed)]
+
+
+def _early_epochs(epochs: int | None) -> tuple[int, ...]:
+    """The epochs the convergence table shows before the end: the first, a quarter and half of
+    the budget (1, 3, 6 of 12)."""
+    if not epochs:
+        return (1,)
+    return tuple(sorted({1, max(1, epochs // 4), max(1, epochs // 2)}))
+
+
+def _early_recalls(row: Mapping[str, Any], early: Sequence[int]) -> str:
+    """Mean Recall@1 in % over the seeds after each of ``early`` (``-`` where not evaluated)."""
+    curve = row.get("recall_at_1_per_epoch") or {"epoch": [], "mean": []}
+    by_epoch = dict(zip(curve["epoch"], curve["mean"], strict=True))
+    return " / ".join(f"{100 * by_epoch[e]:.1f}" if e in by_epoch else "-" for e in early)
 
 
 def render_batch_size(summaries: Mapping[str, Any]) -> list[str]:

@@ -410,7 +410,9 @@ class Row:
         return mean_std(self.recalls[k])
 
     def common_epochs(self) -> list[int]:
-        """The epochs every seed of this setting evaluated."""
+        """The epochs every seed of this setting evaluated (none without curves)."""
+        if not self.curves:
+            return []
         return sorted(set.intersection(*(set(c.epochs) for c in self.curves)))
 
     def recall_at_1_per_epoch(self) -> dict[str, list]:

@@ -532,9 +532,10 @@ def test_compare_blocks_bold_the_chosen_lr_and_quote_table1_and_fig1(tmp_path: P
         ({method: "npairs"}, seeds, [0.8, 0.8, 0.8], [5, 5, 6], [120.0] * 3),
         ({method: "proxy_anchor"}, seeds, [0.9, 0.91, 0.92], [3, 4, 3], [60.0, 66.0, 72.0]),
     ]
-    _write_summary(
-        tmp_path, "compare", _sweep_summary("compare", [method], rows, plots=("r1_bars.png",))
-    )
+    summary = _sweep_summary("compare", [method], rows, plots=("r1_bars.png",))
+    curve = {"epoch": [1, 2, 3], "mean": [0.5, 0.7, 0.8], "std": [0.0] * 3}
+    (summary["rows"][1]["recall_at_1_per_epoch"],) = [curve]  # N-pair's: no epoch evaluated
+    _write_summary(tmp_path, "compare", summary)
     blocks = paper.render_blocks(tmp_path)
     compare = blocks["omniglot-compare"]
     assert "| method | lr 0.001 | lr 0.003 |" in compare
@@ -546,14 +547,15 @@ def test_compare_blocks_bold_the_chosen_lr_and_quote_table1_and_fig1(tmp_path: P
     )
     assert "| N-pair | 3 | 80.0 ± 0.0 | 85.0 ± 0.0 | - |" in compare
     convergence = blocks["omniglot-convergence"]
+    assert "| method | R@1 % after epoch 1, 3 | final R@1 % |" in convergence  # 6-epoch budget
     assert (
-        "| Proxy-Anchor (ours) | 91.0 ± 1.0 | 3, 4, 3 | 66 | 11.0 | ~86 within ~10 min "
-        "(27.1 s/epoch) |" in convergence
+        "| Proxy-Anchor (ours) | 50.0 / 80.0 | 91.0 ± 1.0 | 3, 4, 3 | 66 | 11.0 | ~86 within "
+        "~10 min (27.1 s/epoch) |" in convergence
     )
-    assert "| N-pair | 80.0 ± 0.0 | 5, 5, 6 | 120 | 20.0 | ~78 |" in convergence
+    assert "| N-pair | - / - | 80.0 ± 0.0 | 5, 5, 6 | 120 | 20.0 | ~78 |" in convergence
     # the best R@1 first, whatever the summary's order
     assert compare.index("| Proxy-Anchor (ours) | 3 |") < compare.index("| N-pair | 3 |")
-    assert convergence.index("| Proxy-Anchor (ours) | 91") < convergence.index("| N-pair | 80")
+    assert convergence.index("| Proxy-Anchor (ours) | 5") < convergence.index("| N-pair | -")
 
 
 def test_a_summary_of_another_shape_falls_back_to_one_row_per_setting(tmp_path: Path) -> None:
