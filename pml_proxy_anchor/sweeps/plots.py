@@ -2,11 +2,14 @@
 
 * one numeric parameter: Recall@1 against the parameter, mean over seeds with ± std error bars
   (a log2 axis when every value is a power of 2, a log10 axis for positive values spanning a
-  factor of 100 or more) -- ``r1_vs_<param>.png``;
+  factor of 10 or more, as a learning-rate grid) -- ``r1_vs_<param>.png``;
 * two numeric parameters: a heatmap of the mean Recall@1, each cell annotated
   -- ``r1_heatmap.png``;
-* a categorical parameter (a loss by its class name) or more than two parameters: one bar per
-  setting with ± std error bars -- ``r1_bars.png``;
+* a numeric parameter and a categorical one (a method, a loss by its class name): Recall@1
+  against the numeric one, one line per category, ± std error bars (the paper's Fig. 5) --
+  ``r1_vs_<param>.png``;
+* otherwise a categorical parameter or more than two parameters: one bar per setting with ± std
+  error bars -- ``r1_bars.png``;
 * always: Recall@1 against epoch and against wall-clock seconds, one line per setting (mean over
   seeds, shaded ± std) -- ``r1_vs_epoch.png``, ``r1_vs_seconds.png``.
 """
@@ -37,7 +40,7 @@ HEATMAP = "r1_heatmap.png"
 BARS = "r1_bars.png"
 VS_EPOCH = "r1_vs_epoch.png"
 VS_SECONDS = "r1_vs_seconds.png"
-LOG10_SPAN = 100.0
+LOG10_SPAN = 10.0
 
 
 def _file_part(name: str) -> str:
@@ -74,27 +77,51 @@ def _set_scale(ax, values: Sequence[float]) -> None:
     ax.minorticks_off()
 
 
-def plot_line(summary: Summary, out_dir: Path) -> Path:
-    """Recall@1 against the one numeric parameter, ± std error bars."""
-    (param,) = summary.param_names
-    rows = sorted(summary.rows, key=lambda row: row.params[param])
-    xs = [row.params[param] for row in rows]
-    stats = [row.recall(1) for row in rows]
+def plot_line(summary: Summary, out_dir: Path, group: str | None = None) -> Path:
+    """Recall@1 against the numeric parameter, ± std error bars; one line per value of the
+    categorical parameter ``group`` when there is one (with a legend)."""
+    (param,) = [name for name in summary.param_names if name != group]
+    groups = _axis_values(summary.rows, group) if group else [None]
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
-    ax.errorbar(
-        xs,
-        [s["mean"] for s in stats],
-        yerr=[s["std"] for s in stats],
-        marker="o",
-        capsize=4,
-    )
+    xs: list = []
+    for value in groups:
+        rows = [row for row in summary.rows if group is None or row.params[group] == value]
+        rows.sort(key=lambda row: row.params[param])
+        stats = [row.recall(1) for row in rows]
+        xs += [row.params[param] for row in rows]
+        ax.errorbar(
+            [row.params[param] for row in rows],
+            [s["mean"] for s in stats],
+            yerr=[s["std"] for s in stats],
+            marker="o",
+            capsize=4,
+            label=None if group is None else format_value(value),
+        )
     _set_scale(ax, xs)
     ax.set_xlabel(param)
     ax.set_ylabel("Recall@1")
     ax.set_title(_title(summary), fontsize=10)
     ax.grid(alpha=0.3)
+    if group is not None:
+        ax.legend(title=group, fontsize=8)
     fig.tight_layout()
     return _save(fig, out_dir / LINE_PLOT.format(param=_file_part(param)))
+
+
+def line_group(summary: Summary) -> str | None:
+    """For two parameters of which exactly one takes numbers only: the other one (the lines of
+    :func:`plot_line`); else None."""
+    if len(summary.param_names) != 2:
+        return None
+    numeric = [
+        name
+        for name in summary.param_names
+        if name not in summary.categorical and all(is_number(r.params[name]) for r in summary.rows)
+    ]
+    if len(numeric) != 1:
+        return None
+    (group,) = [name for name in summary.param_names if name not in numeric]
+    return group
 
 
 def _axis_values(rows: Sequence[Row], param: str) -> list:
@@ -214,8 +241,11 @@ def write_plots(summary: Summary, out_dir: str | Path) -> list[Path]:
     written = []
     numeric = not summary.categorical
     if summary.param_names:
+        group = line_group(summary)
         if numeric and len(summary.param_names) == 1:
             written.append(plot_line(summary, out_dir))
+        elif group is not None:
+            written.append(plot_line(summary, out_dir, group))
         elif numeric and len(summary.param_names) == 2:
             written.append(plot_heatmap(summary, out_dir))
         else:

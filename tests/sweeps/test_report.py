@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from pml_proxy_anchor.errors import UserError
-from pml_proxy_anchor.sweeps.plots import axis_scale, heatmap_grid
+from pml_proxy_anchor.sweeps.plots import axis_scale, heatmap_grid, line_group
 from pml_proxy_anchor.sweeps.report import ReportOutputError, main, write_report
 from pml_proxy_anchor.sweeps.summary import (
     BudgetMismatchError,
@@ -112,6 +112,8 @@ def test_one_d_sweep_writes_the_line_plot_curves_and_markdown(one_d: dict[str, A
         assert (sweep / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert axis_scale([64, 128, 256]) == "log2"
     assert axis_scale([1e-5, 1e-4, 1e-3]) == "log10"
+    assert axis_scale([3e-4, 1e-3, 3e-3]) == "log10"  # a learning-rate grid: a factor of 10
+    assert axis_scale([0.1, 0.2, 0.4, 0.5]) == "linear"  # a factor of 5
     assert axis_scale([0.0, 0.1, 0.2]) == "linear"
     md = (sweep / "summary.md").read_text()
     assert "| model.embedding_size | n | seeds | R@1 | R@2 | R@4 | R@8 |" in md
@@ -438,3 +440,28 @@ def test_a_key_added_since_a_job_ran_counts_as_its_default(tmp_path: Path) -> No
     assert data["param_names"] == ["train.precision"]
     rows = rows_by(data, "train.precision")
     assert rows[("fp32",)]["seeds"] == [1, 2, 3] and rows[("bf16",)]["seeds"] == [4]
+
+
+def test_a_numeric_and_a_categorical_parameter_give_one_line_per_category(tmp_path: Path) -> None:
+    """Embedding size x loss (the paper's Fig. 5): Recall@1 against the size, a line per loss."""
+    sweep = tmp_path / "embedding"
+    ms = {"MultiSimilarityLoss": {"alpha": 2, "beta": 50, "base": 0.5}}
+    for size, r1 in ((64, 0.7), (128, 0.8)):
+        write_job(sweep / f"pa{size}", [r1], **{EMB: size})
+        write_job(sweep / f"ms{size}", [r1 - 0.1], loss=ms, **{EMB: size})
+    summary = write_report(sweep)
+    assert sorted(summary.param_names) == sorted(["loss", EMB]) and line_group(summary) == "loss"
+    plots = ["r1_vs_model.embedding_size.png", "r1_vs_epoch.png", "r1_vs_seconds.png"]
+    assert summary.plots == plots
+    assert (sweep / "r1_vs_model.embedding_size.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (sweep / "r1_bars.png").exists()
+    # two numeric parameters stay a heatmap, one categorical alone stays bars
+    alpha = {"ProxyAnchorLoss": {"margin": 0.1, "alpha": 16}}
+    grid = tmp_path / "grid"
+    for i, (size, lr) in enumerate(((64, 1e-3), (128, 1e-3), (64, 1e-4))):
+        write_job(grid / str(i), [0.5], **{EMB: size, "optimizer.lr": lr})
+    assert line_group(write_report(grid)) is None
+    bars = tmp_path / "bars"
+    write_job(bars / "a", [0.5], loss=alpha)
+    write_job(bars / "b", [0.6], loss=ms)
+    assert write_report(bars).plots[0] == "r1_bars.png"
