@@ -317,6 +317,8 @@ def render_compare(summaries: Mapping[str, Any]) -> list[str]:
     else:
         lines += [jobs_line(lr_summary, "compare_lr"), budget_line(lr_summary), ""]
         lines += _lr_table(lr_summary)
+        lr_plot = f"r1_vs_{LR_SWEPT}.png"
+        lines += ["", *_plot_lines("compare_lr", lr_summary, embed=(lr_plot,))]
     lines += ["", "**Comparison** (`omniglot/compare`, each method at its chosen lr).", ""]
     summary = summaries.get("compare")
     if summary is None:
