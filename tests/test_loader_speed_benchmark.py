@@ -4,9 +4,7 @@ asserted."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +13,13 @@ import torch
 from PIL import Image
 
 from pml_proxy_anchor.data import build_transform
+from tests.fixtures.benchmarks import load_benchmark
 
-SCRIPT = Path(__file__).resolve().parents[1] / "reproduce" / "benchmarks" / "loader_speed.py"
 TINY = ["--images", "4", "--repeats", "1", "--warmup", "0", "--batch", "2", "--loader-repeats", "1"]
 
 
 def load_script():
-    if str(SCRIPT.parent) not in sys.path:
-        sys.path.insert(0, str(SCRIPT.parent))
-    return importlib.import_module("loader_speed")
+    return load_benchmark("loader_speed")
 
 
 def test_jpegs_are_cub_sized_and_seeded(tmp_path: Path) -> None:

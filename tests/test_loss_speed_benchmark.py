@@ -3,20 +3,13 @@ timed in rounds and measured, and the JSON and table are written. No timing is a
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "reproduce" / "benchmarks" / "loss_speed.py"
+from tests.fixtures.benchmarks import load_benchmark
 
 
 def load_script():
-    # On sys.path (not only in sys.modules): the memory children are spawned processes that
-    # import the script by name.
-    if str(SCRIPT.parent) not in sys.path:
-        sys.path.insert(0, str(SCRIPT.parent))
-    return importlib.import_module("loss_speed")
+    return load_benchmark("loss_speed")
 
 
 def test_quick_run_writes_every_contender(tmp_path, capsys):

@@ -5,22 +5,18 @@ float32, the JSON and the table are written. ``torch.compile`` runs with the eag
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "reproduce" / "benchmarks" / "precision_speed.py"
+from tests.fixtures.benchmarks import load_benchmark
 
 
 def load_script() -> Any:
-    if str(SCRIPT.parent) not in sys.path:
-        sys.path.insert(0, str(SCRIPT.parent))
-    return importlib.import_module("precision_speed")
+    return load_benchmark("precision_speed")
 
 
 def test_quick_run_times_every_contender(

@@ -4,21 +4,17 @@ ratios. No timing is asserted."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-SCRIPT = Path(__file__).resolve().parents[1] / "reproduce" / "benchmarks" / "sweep_overhead.py"
+from tests.fixtures.benchmarks import load_benchmark
 
 
 def _bench():
-    if str(SCRIPT.parent) not in sys.path:
-        sys.path.insert(0, str(SCRIPT.parent))
-    return importlib.import_module("sweep_overhead")
+    return load_benchmark("sweep_overhead")
 
 
 def test_tiny_run_times_every_contender_and_writes_the_ratios(tmp_path: Path) -> None:

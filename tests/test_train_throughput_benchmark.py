@@ -4,22 +4,18 @@ table are written. No timing is asserted."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "reproduce" / "benchmarks" / "train_throughput.py"
+from tests.fixtures.benchmarks import load_benchmark
+
 TINY = ["--image-size", "32", "--batch", "2", "--steps", "1", "--warmup", "0", "--threads", "1"]
 
 
 def load_script():
-    # On sys.path: the isolated runs are spawned processes that import the script by name.
-    if str(SCRIPT.parent) not in sys.path:
-        sys.path.insert(0, str(SCRIPT.parent))
-    return importlib.import_module("train_throughput")
+    return load_benchmark("train_throughput")
 
 
 def test_tiny_run_in_process(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

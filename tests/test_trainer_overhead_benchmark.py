@@ -4,18 +4,14 @@ timing is asserted."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "reproduce" / "benchmarks" / "trainer_overhead.py"
+from tests.fixtures.benchmarks import load_benchmark
 
 
 def test_quick_run_times_both_contenders(tmp_path: Path) -> None:
-    if str(SCRIPT.parent) not in sys.path:
-        sys.path.insert(0, str(SCRIPT.parent))
-    bench = importlib.import_module("trainer_overhead")
+    bench = load_benchmark("trainer_overhead")
     out = tmp_path / "overhead.json"
     assert bench.main(["--quick", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
